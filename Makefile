@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up on a fresh
+# machine: the .venv (if missing), the package with its test extras, and Debian's chromium.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+LOGDIR ?= logs/demo
+DEMO_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install demo test chromium screenshot clean
+
+$(VENV)/.installed: setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+demo: install
+	$(PY) -m tb_viz_plugin.demo --logdir $(LOGDIR) $(DEMO_ARGS)
+
+test: install chromium
+	$(PY) -m pytest tests
+
+# Re-take the README's screenshot (docs/screenshot.png) with the browser test.
+screenshot: install chromium
+	TB_VIZ_SCREENSHOT=docs/screenshot.png $(PY) -m pytest tests/test_browser.py
+
+clean:
+	rm -rf build dist *.egg-info logs

@@ -1,0 +1,99 @@
+"""FilterGrid inside a real Trainer: layers, schedule, missing logger, failures, and no side effects."""
+
+import warnings
+
+import pytest
+import torch
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+from tb_viz_plugin.callbacks import FilterGrid
+from tensorboard import context as tb_context
+
+from tests.helpers import make_plugin, tiny_module, tiny_trainer
+
+CTX = tb_context.RequestContext()
+
+
+def _tags(tmp_path):
+    plugin, _ = make_plugin(str(tmp_path))
+    return plugin.tags_impl(CTX, "").get("tiny/v0", {})
+
+
+def test_default_layer_is_first_conv_and_steps_follow_global_step(tmp_path):
+    trainer = tiny_trainer(tmp_path, [FilterGrid()], max_epochs=3)
+    trainer.fit(tiny_module())
+    tags = _tags(tmp_path)
+    assert list(tags) == ["filters/net.0.0"]
+    # step 0 = the initial weights, then the global step after each epoch (2 batches per epoch)
+    assert tags["filters/net.0.0"]["steps"] == [0, 2, 4, 6]
+    plugin, _ = make_plugin(str(tmp_path))
+    first = plugin.items_impl(CTX, "", "tiny/v0", "filters/net.0.0", 0)
+    last = plugin.items_impl(CTX, "", "tiny/v0", "filters/net.0.0", 6)
+    assert first["meta"]["layout"] == "rgb" and first["meta"]["weight_shape"] == [8, 3, 5, 5]
+    assert first["meta"]["weight_max"] != last["meta"]["weight_max"]  # the weights did train
+
+
+def test_named_layers_and_every_n_epochs(tmp_path):
+    callback = FilterGrid(layers=["net.0.2", "net.0.0"], every_n_epochs=2, log_initial=False)
+    trainer = tiny_trainer(tmp_path, [callback], max_epochs=4)
+    trainer.fit(tiny_module())
+    tags = _tags(tmp_path)
+    assert sorted(tags) == ["filters/net.0.0", "filters/net.0.2"]
+    assert tags["filters/net.0.2"]["steps"] == [4, 8]
+
+
+def test_unknown_layer_fails_at_setup_listing_valid_names(tmp_path):
+    trainer = tiny_trainer(tmp_path, [FilterGrid(layers=["features.0"])])
+    with pytest.raises(MisconfigurationException, match=r"no module named 'features.0'.*'net.0.0', 'net.0.2'"):
+        trainer.fit(tiny_module())
+    trainer = tiny_trainer(tmp_path, [FilterGrid(layers="net.0.1")])
+    with pytest.raises(MisconfigurationException, match=r"'net.0.1' is a ReLU, not a Conv2d"):
+        trainer.fit(tiny_module())
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(every_n_epochs=0), "every_n_epochs"),
+        (dict(every_n_epochs=1.5), "every_n_epochs"),
+        (dict(max_filters=0), "max_filters"),
+        (dict(layers=[]), "layers"),
+        (dict(layers=[3]), "layers"),
+    ],
+)
+def test_bad_arguments_fail_at_construction(kwargs, match):
+    with pytest.raises(MisconfigurationException, match=match):
+        FilterGrid(**kwargs)
+
+
+@pytest.mark.parametrize("logger", [False, "csv"])
+def test_no_tensorboard_logger_warns_once_and_trains(tmp_path, logger):
+    if logger == "csv":
+        logger = CSVLogger(str(tmp_path))
+    trainer = tiny_trainer(tmp_path, [FilterGrid()], logger=logger, max_epochs=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(tiny_module())
+    ours = [w for w in caught if "no TensorBoardLogger" in str(w.message)]
+    assert len(ours) == 1, [str(w.message) for w in caught]
+    assert trainer.current_epoch == 3
+
+
+def test_runtime_failure_warns_and_training_goes_on(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("renderer exploded")
+
+    monkeypatch.setattr("tb_viz_plugin.render.filter_grid", broken)
+    trainer = tiny_trainer(tmp_path, [FilterGrid()])
+    with pytest.warns(UserWarning, match="renderer exploded.*strict=True"):
+        trainer.fit(tiny_module())
+    assert trainer.current_epoch == 2
+
+    trainer = tiny_trainer(tmp_path, [FilterGrid(strict=True)])
+    with pytest.raises(RuntimeError, match="renderer exploded"):
+        trainer.fit(tiny_module())
+
+
+def test_state_key_identifies_the_instance():
+    assert FilterGrid(layers=["a"]).state_key != FilterGrid(layers=["b"]).state_key

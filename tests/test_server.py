@@ -1,0 +1,49 @@
+"""A real TensorBoard server, both loaders: the plugin is found through its entry point and enabled."""
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from tests.helpers import serve_tensorboard, wait_for_json, write_filter_run
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("serve"))
+    write_filter_run(path, "run_a", steps=[0, 4, 8])
+    return path
+
+
+@pytest.mark.parametrize("load_fast", ["false", "true"])
+def test_real_server_lists_plugin_as_enabled(logdir, load_fast):
+    with serve_tensorboard(logdir, load_fast) as url:
+        tags = wait_for_json(url + "data/plugin/tb_viz/tags", lambda body: "run_a" in body["runs"])
+        assert tags["runs"]["run_a"]["filters/0.0"]["steps"] == [0, 4, 8]
+        listing = wait_for_json(url + "data/plugins_listing", lambda body: body["tb_viz"]["enabled"])
+        assert listing["tb_viz"]["enabled"] is True
+        mechanism = listing["tb_viz"]["loading_mechanism"]
+        assert mechanism["type"] == "IFRAME"
+        assert mechanism["module_path"].endswith("/data/plugin/tb_viz/static/index.js")
+        assert listing["tb_viz"]["tab_name"] == "CNN viz"
+        with urllib.request.urlopen(url + "data/plugin/tb_viz/static/model.js", timeout=30) as response:
+            assert response.status == 200 and b"export" in response.read()
+        items = wait_for_json(url + "data/plugin/tb_viz/items?run=run_a&tag=filters/0.2&step=4", lambda b: True)
+        with urllib.request.urlopen(url + "data/plugin/tb_viz/" + items["items"][0]["url"], timeout=30) as response:
+            assert response.read().startswith(b"\x89PNG")
+
+
+def test_tensorboard_side_imports_no_torch():
+    code = (
+        "import sys\n"
+        "import tb_viz_plugin, tb_viz_plugin.plugin, tb_viz_plugin.summary\n"
+        "from tensorboard import default\n"
+        "assert any(p.__name__ == 'TbVizPlugin' for p in default.get_dynamic_plugins())\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning'))\n"
+        "print(heavy)\n"
+        "sys.exit(1 if heavy else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
