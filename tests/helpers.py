@@ -186,3 +186,62 @@ def tiny_trainer(tmp_path, callbacks, logger=True, **kwargs):
     )
     options.update(kwargs)
     return pl.Trainer(**options)
+
+
+def guard_side_effects(callback, violations: list):
+    """Wrap every Lightning hook of ``callback`` to record what it changed that it must not.
+
+    After each hook call: parameter ``.grad`` (identity and values), every submodule's training
+    flag, the global torch/numpy/python RNG states and the module's hooks must be as before.
+    Violations are appended to ``violations`` as strings.
+    """
+    import random
+
+    import numpy as np
+    import pytorch_lightning as pl
+
+    def snapshot(module):
+        return {
+            "grads": [(p.grad, None if p.grad is None else p.grad.clone()) for p in module.parameters()],
+            "flags": [m.training for m in module.modules()],
+            "torch_rng": torch.get_rng_state(),
+            "np_rng": np.random.get_state()[1].copy(),
+            "py_rng": random.getstate(),
+            "hooks": hook_count(module),
+        }
+
+    def wrap(name, hook):
+        def wrapped(trainer, pl_module, *args, **kwargs):
+            before = snapshot(pl_module)
+            result = hook(trainer, pl_module, *args, **kwargs)
+            after = snapshot(pl_module)
+            for (g0, v0), (g1, v1) in zip(before["grads"], after["grads"]):
+                if g0 is not g1 or (v0 is not None and not torch.equal(v0, v1)):
+                    violations.append(f"{name} changed a parameter .grad")
+                    break
+            if before["flags"] != after["flags"]:
+                violations.append(f"{name} changed training flags")
+            if not torch.equal(before["torch_rng"], after["torch_rng"]):
+                violations.append(f"{name} consumed the global torch RNG")
+            if not np.array_equal(before["np_rng"], after["np_rng"]) or before["py_rng"] != after["py_rng"]:
+                violations.append(f"{name} consumed the numpy/python RNG")
+            if before["hooks"] != after["hooks"] and name not in ("on_validation_epoch_start", "on_validation_start"):
+                violations.append(f"{name} left hooks behind: {before['hooks']} -> {after['hooks']}")
+            return result
+
+        return wrapped
+
+    for name in dir(pl.Callback):
+        if name.startswith("on_") or name in ("setup", "teardown"):
+            if getattr(type(callback), name) is not getattr(pl.Callback, name):
+                setattr(callback, name, wrap(name, getattr(callback, name)))
+    return callback
+
+
+def hook_count(module: nn.Module) -> int:
+    """Forward/backward hooks registered on ``module`` and its submodules."""
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        + len(getattr(m, "_backward_pre_hooks", {}))
+        for m in module.modules()
+    )
