@@ -28,8 +28,8 @@ def test_real_server_lists_plugin_as_enabled(logdir, load_fast):
         assert mechanism["type"] == "IFRAME"
         assert mechanism["module_path"].endswith("/data/plugin/tb_viz/static/index.js")
         assert listing["tb_viz"]["tab_name"] == "CNN viz"
-        with urllib.request.urlopen(url + "data/plugin/tb_viz/static/model.js", timeout=30) as response:
-            assert response.status == 200 and b"export" in response.read()
+        with urllib.request.urlopen(url + "data/plugin/tb_viz/static/index.js", timeout=30) as response:
+            assert response.status == 200 and b"export function render" in response.read()
         items = wait_for_json(url + "data/plugin/tb_viz/items?run=run_a&tag=filters/0.2&step=4", lambda b: True)
         with urllib.request.urlopen(url + "data/plugin/tb_viz/" + items["items"][0]["url"], timeout=30) as response:
             assert response.read().startswith(b"\x89PNG")
