@@ -4,6 +4,7 @@
 
 import * as Model from "./model.js";
 import * as Views from "./views.js";
+import * as Kinds from "./kinds.js";
 
 const RUNS_CHANGED = "experimental.RunsChanged";
 const GET_RUNS = "experimental.GetRuns";
@@ -376,7 +377,7 @@ function updatePanel(card, panel, force) {
       setPanelStep(panel, shown, label(shown));
       panel.root.classList.remove("tbv-panel-failed");
       setPanelBody(panel, JSON.stringify(response), () =>
-        Views.createItems(response, Model.itemImageUrl));
+        Kinds.viewFor(response.kind)(response, Model.itemImageUrl));
     },
     (error) => {
       if (seq !== panel.seq) return;

@@ -22,7 +22,7 @@ def test_wheel_contains_frontend_and_entry_point(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    for module in ("index.js", "model.js", "views.js", "style.css"):
+    for module in ("index.js", "kinds.js", "model.js", "views.js", "style.css"):
         assert f"tb_viz_plugin/static/{module}" in names
     assert "tb_viz_plugin/plugin.py" in names and "tb_viz_plugin/summary.py" in names
     assert "[tensorboard_plugins]" in entry_points
