@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
+
+from tb_viz_plugin.methods import preserved_training_flags
 
 
 def _tensorboard_logger_types() -> tuple:
@@ -78,6 +82,21 @@ class VizCallback(pl.Callback):
                 f"({detail}). Training goes on; pass strict=True to raise instead.",
                 category=UserWarning,
             )
+
+    @contextlib.contextmanager
+    def _extra_pass(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", grad: bool = False) -> Iterator[None]:
+        """Context for a visualization's own forward/backward passes.
+
+        Eval mode with every submodule's flag restored after, out of inference mode (so it works
+        under ``trainer.validate()``), gradients on only when asked, and the training precision
+        (autocast) of the trainer. Create or clone input tensors inside the block.
+        """
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(preserved_training_flags(pl_module))
+            stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.enable_grad() if grad else torch.no_grad())
+            stack.enter_context(trainer.precision_plugin.forward_context())
+            yield
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:

@@ -1,0 +1,107 @@
+"""Probe images: a fixed, deterministic selection of validation samples shared by the callbacks.
+
+Chosen once (evenly spaced over the validation set, no RNG involved), kept as plain indices in
+the callback's ``state_dict`` so a resumed run explains the same images.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+
+def evenly_spaced(length: int, count: int) -> List[int]:
+    """``count`` indices spread evenly over ``range(length)`` (all of them when ``count >= length``)."""
+    if length <= 0:
+        return []
+    if count >= length:
+        return list(range(length))
+    return [int(round(i * (length - 1) / max(count - 1, 1))) for i in range(count)] if count > 1 else [0]
+
+
+def _split_sample(sample: Any) -> Tuple[torch.Tensor, Optional[int]]:
+    """The input tensor and (when there is one) the integer label of one dataset sample."""
+    if isinstance(sample, torch.Tensor):
+        return sample, None
+    if isinstance(sample, dict):
+        image = next((sample[k] for k in ("image", "images", "input", "x") if k in sample), None)
+        label = next((sample[k] for k in ("label", "labels", "target", "y") if k in sample), None)
+    elif isinstance(sample, (tuple, list)) and sample:
+        image, label = sample[0], (sample[1] if len(sample) > 1 else None)
+    else:
+        image, label = None, None
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(
+            "probe images need dataset samples that are a tensor, a (tensor, label, ...) tuple or a dict "
+            f"with an 'image' key; got {type(sample).__name__}"
+        )
+    if isinstance(label, torch.Tensor) and label.numel() == 1:
+        label = int(label.item())
+    return image, label if isinstance(label, int) else None
+
+
+def validation_dataset(trainer: Any) -> Any:
+    """The dataset behind the trainer's (first) validation dataloader.
+
+    Raises:
+        RuntimeError: no validation dataloader (probe images come from the validation set).
+    """
+    loaders = trainer.val_dataloaders
+    if isinstance(loaders, (list, tuple)):
+        loaders = loaders[0] if loaders else None
+    elif isinstance(loaders, dict):
+        loaders = next(iter(loaders.values()), None)
+    dataset = getattr(loaders, "dataset", None)
+    if dataset is None:
+        raise RuntimeError(
+            "probe images are taken from the validation set, but the Trainer has no validation "
+            "dataloader; give the LightningModule a val_dataloader() or pass probe images explicitly"
+        )
+    return dataset
+
+
+class ProbeImages:
+    """A fixed set of validation samples (indices chosen once), loaded on demand.
+
+    Args:
+        num_images: how many samples.
+        indices: explicit dataset indices instead of the evenly spaced default.
+    """
+
+    def __init__(self, num_images: int = 8, indices: Optional[Sequence[int]] = None) -> None:
+        if indices is not None:
+            indices = [int(i) for i in indices]
+            if not indices or min(indices) < 0:
+                raise ValueError(f"probe indices must be non-negative and non-empty, got {indices!r}")
+            num_images = len(indices)
+        if num_images < 1:
+            raise ValueError(f"num_images must be >= 1, got {num_images}")
+        self.num_images = num_images
+        self.indices: Optional[List[int]] = indices
+
+    def load(self, dataset: Any, device: torch.device) -> Tuple[torch.Tensor, Optional[torch.Tensor], List[int]]:
+        """``(images (N, C, H, W) on device, labels (N,) or None, indices)``; picks indices on first use.
+
+        Raises:
+            IndexError: explicit indices past the end of the dataset.
+        """
+        if self.indices is None:
+            self.indices = evenly_spaced(len(dataset), self.num_images)
+        if self.indices and max(self.indices) >= len(dataset):
+            raise IndexError(f"probe index {max(self.indices)} is out of range for a dataset of {len(dataset)}")
+        images, labels = [], []
+        for index in self.indices:
+            image, label = _split_sample(dataset[index])
+            images.append(image)
+            labels.append(label)
+        batch = torch.stack(images).to(device)
+        label_tensor = None if any(l is None for l in labels) else torch.tensor(labels, device=device)
+        return batch, label_tensor, list(self.indices)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"indices": None if self.indices is None else list(self.indices)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if state.get("indices") is not None:
+            self.indices = [int(i) for i in state["indices"]]
