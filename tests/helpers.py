@@ -245,3 +245,9 @@ def hook_count(module: nn.Module) -> int:
         + len(getattr(m, "_backward_pre_hooks", {}))
         for m in module.modules()
     )
+
+
+def open_tab(page, url: str):
+    """Open TensorBoard's CNN viz tab and return the plugin iframe's frame locator."""
+    page.goto(url + "#tb_viz")
+    return page.frame_locator('iframe[src*="plugin_entry.html?name=tb_viz"]')

@@ -4,18 +4,12 @@ Set TB_VIZ_SCREENSHOT=path.png to keep the screenshot (``make screenshot`` write
 """
 
 import os
-import shutil
 
 import pytest
 
-from tests.helpers import serve_tensorboard, wait_for_json, write_filter_run
+from tests.helpers import open_tab, serve_tensorboard, wait_for_json, write_filter_run
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 XSS = "<img src=x onerror=alert(1)>"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (make test installs it)")
 
 
 @pytest.fixture(scope="module")
@@ -29,37 +23,12 @@ def tensorboard_url(tmp_path_factory):
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.dialogs = []
-    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
-    yield page
-    context.close()
-
-
-def _frame(page, url):
-    page.goto(url + "#tb_viz")
-    return page.frame_locator('iframe[src*="plugin_entry.html?name=tb_viz"]')
-
-
 def _loaded_images(locator):
     return locator.evaluate_all("imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).map(i => i.naturalWidth)")
 
 
 def test_tab_shows_filter_grids_and_slider_changes_step(page, tensorboard_url):
-    frame = _frame(page, tensorboard_url)
+    frame = open_tab(page, tensorboard_url)
     card = frame.locator('.tbv-card[data-tag="filters/0.0"]')
     card.wait_for(timeout=30000)
     panels = card.locator(".tbv-panel")
@@ -102,7 +71,7 @@ def test_tab_shows_filter_grids_and_slider_changes_step(page, tensorboard_url):
 
 
 def test_link_steps_lightbox_and_fetch_errors(page, tensorboard_url):
-    frame = _frame(page, tensorboard_url)
+    frame = open_tab(page, tensorboard_url)
     first = frame.locator('.tbv-card[data-tag="filters/0.0"]')
     second = frame.locator('.tbv-card[data-tag="filters/0.2"]')
     first.locator(".tbv-item img").first.wait_for(timeout=30000)
