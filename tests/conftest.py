@@ -33,3 +33,19 @@ def page(browser):
     yield page
     context.close()
 
+
+
+@pytest.fixture(scope="session")
+def trained_demo(tmp_path_factory):
+    """The demo model trained briefly (no callbacks), shared by the quality tests.
+
+    Returns the ``train()`` result: ``model`` (ShapesModule, eval-ready), ``val_acc``, ``run_dir``...
+    plus ``val_set`` (the validation ShapesDataset with masks) under the same seed.
+    """
+    from tb_viz_plugin.demo.data import make_splits
+    from tb_viz_plugin.demo.train import train
+
+    result = train(tmp_path_factory.mktemp("demo"), epochs=4, seed=0, callbacks=False, n_train=2400, n_val=600)
+    result["val_set"] = make_splits(0, 2400, 600)[1]
+    result["model"].eval()
+    return result

@@ -1,6 +1,7 @@
 """Tensors to images: grids, colormaps and PNG encoding.
 
-Everything returns ``uint8`` arrays of shape ``(H, W, 3)`` (or PNG bytes); no logging here.
+Everything returns ``uint8`` arrays of shape ``(H, W, 3)`` (or PNG bytes); no logging here. Views
+of later kinds add their own modules in this package (``render/<area>.py``).
 """
 
 from __future__ import annotations
