@@ -1,30 +1,14 @@
-"""Plain-PyTorch entry points: compute a visualization and write it through a ``SummaryWriter``.
-
-The Lightning callbacks call these same functions with the logger's own writer.
-"""
+"""``log_filters``: filter grids of conv layers, for plain PyTorch (``FilterGrid`` calls it too)."""
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 from torch import nn
 
-from tb_viz_plugin import render, summary
+from tb_viz_plugin import render
+from tb_viz_plugin.log.core import log_items
 from tb_viz_plugin.methods import filter_weights, resolve_layers
-
-
-def log_items(
-    writer: Any,
-    tag: str,
-    kind: str,
-    items: Sequence[summary.Item],
-    step: int,
-    *,
-    meta: Optional[Mapping[str, Any]] = None,
-    description: str = "",
-) -> None:
-    """Write one step of a tb-viz tag (a manifest plus encoded images) through ``writer``."""
-    summary.write_summary(writer, summary.build_summary(tag, kind, items, meta, description), step)
 
 
 def log_filters(
