@@ -97,3 +97,16 @@ def test_runtime_failure_warns_and_training_goes_on(tmp_path, monkeypatch):
 
 def test_state_key_identifies_the_instance():
     assert FilterGrid(layers=["a"]).state_key != FilterGrid(layers=["b"]).state_key
+
+
+def test_names_relative_to_the_wrapped_network(tmp_path):
+    """`features.0`-style names work when the LightningModule holds the net as an attribute."""
+    trainer = tiny_trainer(tmp_path, [FilterGrid(layers=["0.2"], log_initial=False)], max_epochs=1)
+    trainer.fit(tiny_module())
+    assert list(_tags(tmp_path)) == ["filters/net.0.2"]
+    from tb_viz_plugin.methods import LayerNotFoundError, resolve_layers
+    from torch import nn
+
+    twice = nn.ModuleDict({"a": nn.Sequential(nn.Conv2d(3, 3, 1)), "b": nn.Sequential(nn.Conv2d(3, 3, 1))})
+    with pytest.raises(LayerNotFoundError, match=r"ambiguous: 'a.0', 'b.0'"):
+        resolve_layers(twice, "0")

@@ -38,7 +38,10 @@ def resolve_layers(
     Args:
         model: the network.
         names: one module name (``"features.0"``, ``"layer1.0.conv1"``), a sequence of names,
-            or ``None`` for ``default(valid_names)`` (by default the first accepted module).
+            or ``None`` for ``default(valid_names)`` (by default the first accepted module). A
+            name that is not a full module path but the unique ending of one (``"features.0"``
+            for ``"model.features.0"`` in a LightningModule holding the net as ``self.model``)
+            resolves to that full path.
         accept: which modules are valid choices.
         what: how to call a valid module in error messages.
         default: picks the layers used when ``names`` is ``None``.
@@ -52,6 +55,8 @@ def resolve_layers(
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
         >>> resolve_layers(net, None), resolve_layers(net, "2")
         (['0'], ['2'])
+        >>> resolve_layers(nn.Sequential(net), "2")
+        ['0.2']
     """
     modules = dict(model.named_modules())
     valid = [name for name, module in modules.items() if name and accept(module)]
@@ -66,19 +71,28 @@ def resolve_layers(
         names = [names]
     if not names:
         raise LayerNotFoundError(f"no layer names given; valid {what} names: {_listing(valid)}")
+    resolved = []
     for name in names:
         if not isinstance(name, str):
             raise LayerNotFoundError(f"layer names must be strings, got {name!r}")
         if name not in modules:
-            raise LayerNotFoundError(
-                f"{type(model).__name__} has no module named {name!r}; valid {what} names: {_listing(valid)}"
-            )
+            # A LightningModule usually wraps the network (``self.model``): accept the name the
+            # network itself uses when exactly one module path ends with it.
+            matches = [full for full in modules if full.endswith("." + name)]
+            if len(matches) != 1:
+                hint = f" (ambiguous: {_listing(matches)})" if matches else ""
+                raise LayerNotFoundError(
+                    f"{type(model).__name__} has no module named {name!r}{hint}; "
+                    f"valid {what} names: {_listing(valid)}"
+                )
+            name = matches[0]
         if name not in valid:
             raise LayerNotFoundError(
                 f"module {name!r} is a {type(modules[name]).__name__}, not a {what}; "
                 f"valid {what} names: {_listing(valid)}"
             )
-    return list(dict.fromkeys(names))
+        resolved.append(name)
+    return list(dict.fromkeys(resolved))
 
 
 @contextlib.contextmanager

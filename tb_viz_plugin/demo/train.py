@@ -1,0 +1,89 @@
+"""Train the shapes demo model, with or without the visualization callbacks."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from tb_viz_plugin.demo.data import make_splits
+from tb_viz_plugin.demo.model import DEEP_CONV, FIRST_CONV, ShapesModule
+
+
+def demo_callbacks() -> list[pl.Callback]:
+    """Every tb-viz visualization callback the demo uses (the one place to add new ones).
+
+    Layer names are resolved against ``ShapesModule``, which holds the CNN as ``model``.
+    """
+    from tb_viz_plugin.callbacks import FilterGrid
+
+    return [FilterGrid(layers=[FIRST_CONV, DEEP_CONV])]
+
+
+def train(
+    logdir: str | Path,
+    epochs: int = 8,
+    seed: int = 0,
+    callbacks: bool = True,
+    n_train: int = 4500,
+    n_val: int = 1200,
+    batch_size: int = 64,
+    lr: float = 8e-3,
+    limit_train_batches: int | float | None = None,
+    limit_val_batches: int | float | None = None,
+    extra_callbacks: Iterable[pl.Callback] = (),
+) -> dict[str, Any]:
+    """Train ``ShapesModule`` on freshly generated shapes and save ``<run_dir>/final.ckpt``.
+
+    Logs to ``TensorBoardLogger(logdir, name=f"seed{seed}")``, so the run is ``seed{seed}/version_K``.
+    ``callbacks=False`` leaves out ``demo_callbacks()`` and trains the identical model: same
+    initialisation, same data, same batch order (shuffling uses its own seeded generator).
+
+    Returns ``run_dir`` and ``checkpoint`` (Paths), ``val_acc`` (last validation epoch),
+    ``seconds`` (wall time, data generation included), ``model`` (the trained ShapesModule) and
+    ``trainer``. The defaults reach ~99% validation accuracy in about a minute on 2 CPU cores.
+    """
+    start = time.perf_counter()
+    pl.seed_everything(seed, workers=True)
+    module = ShapesModule(lr=lr)  # before anything else can touch the global RNG
+    train_set, val_set = make_splits(seed, n_train, n_val)
+    train_loader = DataLoader(
+        train_set, batch_size=batch_size, shuffle=True, num_workers=0, generator=torch.Generator().manual_seed(seed)
+    )
+    val_loader = DataLoader(val_set, batch_size=256, num_workers=0)
+    logger = TensorBoardLogger(save_dir=str(logdir), name=f"seed{seed}", default_hp_metric=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        deterministic=True,
+        logger=logger,
+        callbacks=[*(demo_callbacks() if callbacks else []), *extra_callbacks],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        log_every_n_steps=10,
+        limit_train_batches=limit_train_batches,
+        limit_val_batches=limit_val_batches,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # in-memory data
+        trainer.fit(module, train_loader, val_loader)
+    run_dir = Path(logger.log_dir)
+    checkpoint = run_dir / "final.ckpt"
+    trainer.save_checkpoint(checkpoint, weights_only=False)  # full checkpoint: resumable
+    val_acc = trainer.callback_metrics.get("val_acc")
+    return {
+        "run_dir": run_dir,
+        "checkpoint": checkpoint,
+        "val_acc": float(val_acc) if val_acc is not None else float("nan"),
+        "seconds": time.perf_counter() - start,
+        "model": module,
+        "trainer": trainer,
+    }
