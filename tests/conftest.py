@@ -45,7 +45,7 @@ def trained_demo(tmp_path_factory):
     from tb_viz_plugin.demo.data import make_splits
     from tb_viz_plugin.demo.train import train
 
-    result = train(tmp_path_factory.mktemp("demo"), epochs=4, seed=0, callbacks=False, n_train=2400, n_val=600)
-    result["val_set"] = make_splits(0, 2400, 600)[1]
+    result = train(tmp_path_factory.mktemp("demo"), epochs=5, seed=0, callbacks=False, n_train=3000, n_val=600)
+    result["val_set"] = make_splits(0, 3000, 600)[1]
     result["model"].eval()
     return result
