@@ -26,9 +26,12 @@ demo: install
 test: install chromium
 	$(PY) -m pytest tests
 
-# Re-take the README's screenshot (docs/screenshot.png) with the browser test.
+# Re-take the README's screenshot (docs/screenshot.png) from two fresh demo runs.
 screenshot: install chromium
-	TB_VIZ_SCREENSHOT=docs/screenshot.png $(PY) -m pytest tests/test_browser.py
+	rm -rf logs/screenshot
+	$(PY) -m tb_viz_plugin.demo --logdir logs/screenshot --no-serve --seed 0
+	$(PY) -m tb_viz_plugin.demo --logdir logs/screenshot --no-serve --seed 1
+	$(PY) -m tests.screenshot logs/screenshot docs/screenshot.png
 
 clean:
 	rm -rf build dist *.egg-info logs

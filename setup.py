@@ -44,7 +44,7 @@ setup(
         "typing_extensions",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "playwright>=1.40"],
+        "test": ["pytest>=7", "pytest-timeout", "playwright>=1.40", "lightning>=2.1"],
     },
     entry_points={"tensorboard_plugins": ["tb_viz = tb_viz_plugin.plugin:TbVizPlugin"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Visualization"],

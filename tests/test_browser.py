@@ -1,6 +1,7 @@
 """The CNN viz tab in a real headless Chromium (Debian's), driven by Playwright.
 
-Set TB_VIZ_SCREENSHOT=path.png to keep the screenshot (``make screenshot`` writes the README's).
+The first test saves a screenshot (``$TB_VIZ_SCREENSHOT`` or a temporary file); the README's
+screenshot comes from real demo runs through ``make screenshot`` (``tests/screenshot.py``).
 """
 
 import os
@@ -27,7 +28,7 @@ def _loaded_images(locator):
     return locator.evaluate_all("imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).map(i => i.naturalWidth)")
 
 
-def test_tab_shows_filter_grids_and_slider_changes_step(page, tensorboard_url):
+def test_tab_shows_filter_grids_and_slider_changes_step(page, tensorboard_url, tmp_path):
     frame = open_tab(page, tensorboard_url)
     card = frame.locator('.tbv-card[data-tag="filters/0.0"]')
     card.wait_for(timeout=30000)
@@ -66,8 +67,7 @@ def test_tab_shows_filter_grids_and_slider_changes_step(page, tensorboard_url):
     assert frame.locator('img[src="x"]').count() == 0
     assert frame.locator(f'.tbv-panel[data-run="{XSS}"]').first.inner_text().find(XSS) >= 0
 
-    shot = os.environ.get("TB_VIZ_SCREENSHOT")
-    page.screenshot(path=shot or "/tmp/tb_viz_browser.png")
+    page.screenshot(path=os.environ.get("TB_VIZ_SCREENSHOT") or str(tmp_path / "tab.png"))
 
 
 def test_link_steps_lightbox_and_fetch_errors(page, tensorboard_url):

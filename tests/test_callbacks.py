@@ -110,3 +110,36 @@ def test_names_relative_to_the_wrapped_network(tmp_path):
     twice = nn.ModuleDict({"a": nn.Sequential(nn.Conv2d(3, 3, 1)), "b": nn.Sequential(nn.Conv2d(3, 3, 1))})
     with pytest.raises(LayerNotFoundError, match=r"ambiguous: 'a.0', 'b.0'"):
         resolve_layers(twice, "0")
+
+
+def test_works_with_the_unified_lightning_package(tmp_path):
+    """`lightning.pytorch` is a separate class hierarchy; its Trainer and TensorBoardLogger work too."""
+    L = pytest.importorskip("lightning.pytorch")
+    from lightning.pytorch.loggers import TensorBoardLogger as UnifiedTensorBoardLogger
+
+    from tests.helpers import tiny_net
+
+    class Unified(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tiny_net(0)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self):
+            g = torch.Generator().manual_seed(0)
+            data = torch.utils.data.TensorDataset(torch.randn(8, 3, 16, 16, generator=g), torch.randint(0, 4, (8,), generator=g))
+            return torch.utils.data.DataLoader(data, batch_size=4)
+
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=UnifiedTensorBoardLogger(str(tmp_path), name="tiny", version="v0"),
+        callbacks=[FilterGrid(layers="0.2")], enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(Unified())
+    assert _tags(tmp_path)["filters/net.0.2"]["steps"] == [0, 2, 4]

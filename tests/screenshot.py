@@ -1,0 +1,38 @@
+"""Take the README's screenshots from a real log directory: ``python -m tests.screenshot LOGDIR OUT.png``.
+
+Serves LOGDIR with TensorBoard, opens the CNN viz tab in headless Chromium, waits until every
+visible image has loaded, and saves a screenshot. ``make screenshot`` runs it on fresh demo runs.
+"""
+
+import argparse
+
+from playwright.sync_api import sync_playwright
+
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers import open_tab, serve_tensorboard, wait_for_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("logdir")
+    parser.add_argument("out")
+    parser.add_argument("--tag", default=None, help="scroll this card (data-tag) into view first")
+    parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--height", type=int, default=900)
+    args = parser.parse_args()
+    with serve_tensorboard(args.logdir) as url, sync_playwright() as playwright:
+        wait_for_json(url + "data/plugin/tb_viz/tags", lambda body: bool(body["runs"]))
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": args.width, "height": args.height})
+        frame = open_tab(page, url)
+        card = frame.locator(f'.tbv-card[data-tag="{args.tag}"]' if args.tag else ".tbv-card").first
+        card.wait_for(timeout=60000)
+        card.scroll_into_view_if_needed()
+        card.locator(".tbv-item img").first.wait_for(timeout=60000)
+        page.wait_for_timeout(1500)  # let the remaining images of the viewport decode
+        page.screenshot(path=args.out)
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
