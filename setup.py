@@ -44,7 +44,19 @@ setup(
         "typing_extensions",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "playwright>=1.40", "lightning>=2.1"],
+        "tsne": ["scikit-learn>=1.2"],
+        # peers the tests and benchmarks compare against; never imported by the package
+        "test": [
+            "pytest>=7",
+            "pytest-timeout",
+            "playwright>=1.40",
+            "lightning>=2.1",
+            "captum",
+            "grad-cam",
+            "scikit-learn>=1.2",
+            "torch-lucent",
+            "kornia==0.4.1",
+        ],
     },
     entry_points={"tensorboard_plugins": ["tb_viz = tb_viz_plugin.plugin:TbVizPlugin"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Visualization"],

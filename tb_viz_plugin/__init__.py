@@ -12,7 +12,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"log_filters": "tb_viz_plugin.log"}
+_LAZY = {"log_activation_maximization": "tb_viz_plugin.log", "log_deepdream": "tb_viz_plugin.log", "log_attributions": "tb_viz_plugin.log", "log_activation_maps": "tb_viz_plugin.log", "log_top_activations": "tb_viz_plugin.log", "log_filters": "tb_viz_plugin.log", "log_embeddings": "tb_viz_plugin.log"}
 
 
 def __getattr__(name: str) -> Any:
@@ -23,4 +23,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'tb_viz_plugin' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "log_filters"]
+__all__ = ["__version__", "log_activation_maximization", "log_deepdream", "log_attributions", "log_activation_maps", "log_top_activations", "log_embeddings", "log_filters"]

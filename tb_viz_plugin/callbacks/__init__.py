@@ -9,6 +9,12 @@ Example:
 """
 
 from tb_viz_plugin.callbacks.base import VizCallback
+from tb_viz_plugin.callbacks.activation_maximization import ActivationMaximization
+from tb_viz_plugin.callbacks.deepdream import DeepDream
 from tb_viz_plugin.callbacks.filter_grid import FilterGrid
+from tb_viz_plugin.callbacks.attributions import AttributionMaps
+from tb_viz_plugin.callbacks.activation_maps import ActivationMaps
+from tb_viz_plugin.callbacks.top_activations import TopActivations
+from tb_viz_plugin.callbacks.embeddings import Embeddings
 
-__all__ = ["FilterGrid", "VizCallback"]
+__all__ = ["ActivationMaximization", "DeepDream", "AttributionMaps", "ActivationMaps", "TopActivations", "Embeddings", "FilterGrid", "VizCallback"]

@@ -13,8 +13,8 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from tb_viz_plugin.demo.data import make_splits
-from tb_viz_plugin.demo.model import DEEP_CONV, FIRST_CONV, ShapesModule
+from tb_viz_plugin.demo.data import denormalize, make_splits
+from tb_viz_plugin.demo.model import CAM_LAYER, DEEP_CONV, FIRST_CONV, ShapesModule
 
 
 def demo_callbacks() -> list[pl.Callback]:
@@ -22,9 +22,22 @@ def demo_callbacks() -> list[pl.Callback]:
 
     Layer names are resolved against ``ShapesModule``, which holds the CNN as ``model``.
     """
-    from tb_viz_plugin.callbacks import FilterGrid
+    from tb_viz_plugin.callbacks import ActivationMaps, AttributionMaps, Embeddings, FilterGrid, TopActivations
+    from tb_viz_plugin.callbacks import ActivationMaximization, DeepDream
+    from tb_viz_plugin.demo.data import CLASS_NAMES, MEAN, STD
 
-    return [FilterGrid(layers=[FIRST_CONV, DEEP_CONV])]
+    return [
+        FilterGrid(layers=[FIRST_CONV, DEEP_CONV]),
+        ActivationMaps(layers=["features.2", "features.6"], num_images=4, channels=8, to_rgb=denormalize),
+        TopActivations(layers=["features.10", CAM_LAYER], units=8, k=8, to_rgb=denormalize),
+        AttributionMaps(
+            methods=["cam", "grad_cam", "grad_cam_plus_plus", "guided_grad_cam", "saliency", "occlusion"],
+            layer=CAM_LAYER, num_images=6, class_names=CLASS_NAMES, to_rgb=denormalize,
+        ),  # fmt: skip
+        Embeddings(num_samples=300, class_names=CLASS_NAMES, to_rgb=denormalize),
+        ActivationMaximization(every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
+        DeepDream("features.10", num_images=4, every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
+    ]
 
 
 def train(

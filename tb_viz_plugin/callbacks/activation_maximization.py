@@ -1,0 +1,157 @@
+"""ActivationMaximization: the image each class (or unit) wants to see, epoch by epoch."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from typing_extensions import override
+
+from tb_viz_plugin.callbacks.activation_maps import check_positive, resolve_activation_layers
+from tb_viz_plugin.callbacks.base import VizCallback
+from tb_viz_plugin.log import log_activation_maximization
+from tb_viz_plugin.log.optimized import PARAMETRIZATIONS
+
+
+def check_normalization(
+    owner: str, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]
+) -> Dict[str, Optional[List[float]]]:
+    """``{"mean": [...], "std": [...]}`` as float lists (or ``None``), checked.
+
+    Raises:
+        MisconfigurationException: not three numbers each, or a standard deviation <= 0.
+    """
+    checked: Dict[str, Optional[List[float]]] = {}
+    for name, values in (("mean", mean), ("std", std)):
+        if values is None:
+            checked[name] = None
+            continue
+        try:
+            floats = [float(v) for v in values]
+        except (TypeError, ValueError):
+            floats = []
+        if len(floats) != 3 or (name == "std" and min(floats) <= 0):
+            raise MisconfigurationException(
+                f"{owner}: {name} must be None or 3 per-channel numbers (std > 0), got {values!r}"
+            )
+        checked[name] = floats
+    return checked
+
+
+class ActivationMaximization(VizCallback):
+    """Log images optimised to maximise class logits (and unit activations) at validation epoch ends.
+
+    All targets are rendered as ONE batch (one image per target) from the same seeded start at
+    every logged epoch, so the step slider shows how each class's "ideal image" sharpens as the
+    network trains. Images are parametrized as a multi-scale pyramid with decorrelated colour and
+    made robust with jitter, scale and rotation (see :mod:`tb_viz_plugin.methods.optvis`).
+    Gradients are taken with respect to the image only (``torch.autograd.grad``): weights, their
+    ``.grad``, BatchNorm statistics, training flags and the global RNG are untouched. Runs on rank 0
+    (no collective), at ``trainer.global_step``, under ``optimized/classes`` and
+    ``optimized/<layer>``; captions give the target's name and its final objective value.
+
+    Args:
+        classes: output indices to maximise (pre-softmax logits); ``None`` = every output (at most
+            64); ``[]`` = none.
+        layer_units: ``{layer name: [channel, ...]}``: also maximise these channels' mean activations.
+        steps: optimisation steps per logged epoch.
+        size: image side in pixels (independent of the training resolution).
+        every_n_epochs: log every n-th epoch.
+        class_names: output names for captions (e.g. the dataset's class names).
+        mean: per-channel mean the model's inputs are normalised with (``None`` = inputs in [0, 1]).
+        std: per-channel standard deviation of that normalisation.
+        param: ``"pyramid"`` (multi-scale octaves), ``"fourier"`` (1/f spectrum) or ``"pixel"``.
+        seed: seed of the initial images and transforms (the callback's own generator).
+        strict: re-raise errors instead of warning.
+
+    Raises:
+        MisconfigurationException: bad arguments (here), or at ``setup`` a layer that is not a module
+            of the model (the message lists the valid names) or a unit past its channel count.
+
+    Example:
+        >>> from tb_viz_plugin.demo.data import CLASS_NAMES, MEAN, STD
+        >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[
+        ...     ActivationMaximization(class_names=CLASS_NAMES, mean=MEAN, std=STD,
+        ...                            layer_units={"model.features.8": [0, 1, 2]})])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        classes: Optional[Sequence[int]] = None,
+        layer_units: Optional[Mapping[str, Sequence[int]]] = None,
+        steps: int = 64,
+        size: int = 64,
+        every_n_epochs: int = 1,
+        class_names: Optional[Sequence[str]] = None,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        param: str = "pyramid",
+        seed: int = 0,
+        strict: bool = False,
+    ) -> None:
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
+        owner = "ActivationMaximization"
+        check_positive(owner, steps=steps, size=size)
+        if classes is not None:
+            classes = list(classes)
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in classes):
+                raise MisconfigurationException(
+                    f"{owner}: classes must be None or output indices >= 0, got {classes!r}"
+                )
+        units: Dict[str, List[int]] = {}
+        for layer, indices in dict(layer_units or {}).items():
+            indices = list(indices) if not isinstance(indices, (str, bytes)) else []
+            if not isinstance(layer, str) or not indices or not all(isinstance(u, int) and u >= 0 for u in indices):
+                raise MisconfigurationException(
+                    f"{owner}: layer_units must map layer names to non-empty lists of channel indices, "
+                    f"got {layer_units!r}"
+                )
+            units[layer] = indices
+        if classes == [] and not units:
+            raise MisconfigurationException(f"{owner}: nothing to render; give classes and/or layer_units")
+        if param not in PARAMETRIZATIONS:
+            raise MisconfigurationException(f"{owner}: param must be one of {sorted(PARAMETRIZATIONS)}, got {param!r}")
+        self.classes = classes
+        self.layer_units = units
+        self.steps = steps
+        self.size = size
+        self.class_names = None if class_names is None else [str(n) for n in class_names]
+        self.normalization = check_normalization(owner, mean, std)
+        self.param = param
+        self.seed = int(seed)
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(classes=self.classes, layers=sorted(self.layer_units))
+
+    @override
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        for layer, units in self.layer_units.items():
+            resolve_activation_layers(f"ActivationMaximization, layer_units[{layer!r}]", pl_module, layer, units)
+        super().setup(trainer, pl_module, stage)
+
+    @override
+    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not self._should_log_epoch(trainer) or not trainer.is_global_zero:
+            return  # the weights are the same on every rank: rank 0 renders alone, no collective
+        writer = self._writer(trainer)
+        if writer is not None:
+            self._run_safely(trainer, "activation maximization", lambda: self._log(trainer, pl_module, writer))
+
+    def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
+        with self._extra_pass(trainer, pl_module, grad=True):
+            log_activation_maximization(
+                writer,
+                pl_module,
+                trainer.global_step,
+                classes=self.classes,
+                class_names=self.class_names,
+                layer_units=self.layer_units,
+                steps=self.steps,
+                size=self.size,
+                param=self.param,
+                seed=self.seed,
+                **self.normalization,
+            )

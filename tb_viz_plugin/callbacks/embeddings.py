@@ -1,0 +1,361 @@
+"""Embeddings: how the representation organises a fixed set of validation samples, epoch by epoch."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from torch.utils.data import IterableDataset, RandomSampler
+from typing_extensions import override
+
+from tb_viz_plugin.callbacks.base import VizCallback
+from tb_viz_plugin.callbacks.probes import ProbeImages, evenly_spaced, validation_dataset
+from tb_viz_plugin.log.embeddings import METHODS, log_embeddings
+from tb_viz_plugin.methods import EmbeddingCapture, LayerNotFoundError
+from tb_viz_plugin.render.activations import ToRGB, input_rgb
+from tb_viz_plugin.render.embeddings import THUMB_MAX_PX, sprite_layout, thumbnails
+
+_LOAD_CHUNK = 256  # samples loaded from the dataset at once for the thumbnails
+_MAX_SAMPLES = 100_000  # the Projector's limit
+
+
+def _first_val_loader(trainer: "pl.Trainer") -> Any:
+    loaders = trainer.val_dataloaders
+    if isinstance(loaders, (list, tuple)):
+        return loaders[0] if loaders else None
+    if isinstance(loaders, dict):
+        return next(iter(loaders.values()), None)
+    return loaders
+
+
+def _batch_indices(trainer: "pl.Trainer") -> List[List[int]]:
+    """The dataset indices of every batch the validation loop will run on this rank, in order.
+
+    Relies on a validation loader that does not shuffle (Lightning's recommendation; under DDP it
+    uses a ``DistributedSampler(shuffle=False)``): its batch sampler is replayed here.
+
+    Raises:
+        RuntimeError: an iterable-style dataset or a shuffling sampler (rows cannot be mapped to samples).
+    """
+    loader = _first_val_loader(trainer)
+    sampler = getattr(loader, "sampler", None)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    if isinstance(getattr(loader, "dataset", None), IterableDataset) or batch_sampler is None:
+        raise RuntimeError(
+            "Embeddings needs a map-style validation dataset with a batch sampler: the rows of each batch "
+            "are matched to dataset indices"
+        )
+    inner = getattr(batch_sampler, "sampler", sampler)
+    if isinstance(inner, RandomSampler) or getattr(inner, "shuffle", False):
+        raise RuntimeError(
+            "Embeddings needs a validation dataloader that does not shuffle (shuffle=False): the rows of "
+            "each batch are matched to dataset indices, the same samples every epoch"
+        )
+    limit = trainer.num_val_batches[0] if isinstance(trainer.num_val_batches, list) else trainer.num_val_batches
+    limit = int(limit) if math.isfinite(limit) else None
+    return [list(map(int, batch)) for batch in itertools.islice(batch_sampler, limit)]
+
+
+class Embeddings(VizCallback):
+    """Log the embedding of a fixed set of validation samples at the end of validation epochs.
+
+    Features are captured by a forward hook during the validation loop's own passes (no extra
+    forward pass), for ``num_samples`` validation samples evenly spaced over the dataset (the same
+    samples every epoch, kept in the checkpoint), together with the predicted class (argmax of the
+    last ``nn.Linear``), the true label and a thumbnail. Under DDP every rank captures its shard and
+    rank 0 logs the gathered set. Each logged epoch gets (tag ``embeddings/<layer>``, or
+    ``embeddings/<last Linear>.input`` by default; at ``trainer.global_step``):
+
+    - a 2-D map (PCA, or t-SNE with scikit-learn) aligned to the previous epoch's map, with k-NN
+      accuracy and silhouette, shown by the "CNN viz" tab as a scatter plot whose step slider
+      animates the epochs;
+    - the full features for TensorBoard's Projector (3-D PCA, t-SNE, UMAP), one entry per epoch.
+
+    The validation dataloader must not shuffle (its batch sampler is replayed to know which rows
+    are which samples; checked). Only the first validation dataloader is used. Logged when
+    validation runs in an epoch selected by ``every_n_epochs`` (also under ``trainer.validate()``).
+
+    Args:
+        layer: module whose output is embedded (4-D outputs are averaged over space); ``None`` =
+            the input of the last ``nn.Linear`` (the penultimate features).
+        num_samples: validation samples embedded (evenly spaced over the dataset), at most 100,000.
+        every_n_epochs: log every n-th epoch.
+        method: ``"pca"`` (default, torch, ~0.1 s for 2,000 x 512) or ``"tsne"`` (scikit-learn, optional;
+            ~15 s per logged epoch for 2,000 x 512 on one CPU core).
+        class_names: names of the classes; default the dataset's ``classes`` attribute, if any.
+        to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` for the thumbnails (e.g.
+            un-normalising); ``None`` = each thumbnail stretched to its own min-max range.
+        projector: also write the full features for TensorBoard's Projector.
+        strict: re-raise errors instead of warning.
+
+    Attributes:
+        tag: the tb-viz tag written (known after ``setup``); the Projector's tensors are ``<tag>:<step>``.
+
+    Raises:
+        MisconfigurationException: bad arguments (here), ``method="tsne"`` without scikit-learn, or
+            at ``setup`` a layer name that is not a module of the model (the message lists them).
+
+    Example:
+        >>> trainer = Trainer(logger=TensorBoardLogger("logs"),
+        ...                   callbacks=[Embeddings(num_samples=500, class_names=["cat", "dog"])])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        layer: Optional[str] = None,
+        num_samples: int = 1000,
+        every_n_epochs: int = 1,
+        method: str = "pca",
+        class_names: Optional[Sequence[str]] = None,
+        to_rgb: Optional[ToRGB] = None,
+        projector: bool = True,
+        strict: bool = False,
+    ) -> None:
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
+        if layer is not None and not isinstance(layer, str):
+            raise MisconfigurationException(f"Embeddings: layer must be None or a module name, got {layer!r}")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= _MAX_SAMPLES:
+            raise MisconfigurationException(
+                f"Embeddings: num_samples must be an integer from 1 to {_MAX_SAMPLES}, got {num_samples!r}"
+            )
+        if method not in METHODS:
+            raise MisconfigurationException(f"Embeddings: method must be one of {METHODS}, got {method!r}")
+        if method == "tsne":
+            try:
+                import sklearn.manifold  # noqa: F401
+            except ImportError as err:
+                raise MisconfigurationException(
+                    "Embeddings: method='tsne' needs scikit-learn (`pip install scikit-learn`); or use method='pca'"
+                ) from err
+        self.layer = layer
+        self.method = method
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
+        self.to_rgb = to_rgb
+        self.projector = bool(projector)
+        self._probes = ProbeImages(num_samples)
+        self._capture: Optional[EmbeddingCapture] = None
+        self._plan: Optional[Dict[int, Tuple[List[int], List[int], int]]] = None
+        self._previous: Optional[Tuple[List[int], List[List[float]]]] = None
+        self._thumbs: Optional[Tuple[List[int], torch.Tensor, Optional[torch.Tensor]]] = None
+        self.tag = ""
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(layer=self.layer)
+
+    @override
+    def state_dict(self) -> Dict[str, Any]:
+        previous = None if self._previous is None else {"indices": self._previous[0], "points": self._previous[1]}
+        return {"probes": self._probes.state_dict(), "previous": previous}
+
+    @override
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._probes.load_state_dict(state_dict.get("probes", {}))
+        previous = state_dict.get("previous")
+        if previous:
+            self._previous = ([int(i) for i in previous["indices"]], [list(map(float, p)) for p in previous["points"]])
+
+    @override
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        try:
+            self._capture = EmbeddingCapture(pl_module, self.layer)
+        except LayerNotFoundError as err:
+            raise MisconfigurationException(f"Embeddings: {err}") from err
+        layer = self._capture.layer
+        self.tag = f"embeddings/{layer}.input" if self._capture.uses_input else f"embeddings/{layer}"
+        super().setup(trainer, pl_module, stage)
+
+    # ------------------------------------------------------------------ capture during validation
+
+    @override
+    def on_validation_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._plan = None
+        if self._capture is None or not self._should_log_epoch(trainer) or self._writer(trainer) is None:
+            return
+        self._run_safely(trainer, "preparing the embedding capture", lambda: self._prepare(trainer))
+
+    def _prepare(self, trainer: "pl.Trainer") -> None:
+        batches = _batch_indices(trainer)
+        if self._probes.indices is None:
+            self._probes.indices = evenly_spaced(len(validation_dataset(trainer)), self._probes.num_images)
+        wanted = set(self._probes.indices)
+        plan = {}
+        for batch_idx, batch in enumerate(batches):
+            rows = [row for row, index in enumerate(batch) if index in wanted]
+            if rows:
+                plan[batch_idx] = ([batch[row] for row in rows], rows, len(batch))
+        self._capture.error = None
+        self._capture.attach()
+        self._plan = plan
+
+    @override
+    def on_validation_batch_start(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self._plan is None:
+            return
+        entry = self._plan.get(batch_idx) if dataloader_idx == 0 else None
+        if entry is None:
+            self._capture.disarm()
+        else:
+            keys, rows, size = entry
+            self._capture.expect(keys, rows, batch_size=size)
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: "pl.Trainer",
+        pl_module: "pl.LightningModule",
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._plan is not None:
+            self._capture.disarm()
+
+    @override
+    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if self._plan is None:
+            return
+        self._plan = None
+        try:
+            captured = self._capture.collect()
+            error = self._capture.error
+        finally:
+            self._capture.release()
+        # every rank gathers (a collective); only rank 0 logs
+        self._run_safely(trainer, "logging embeddings", lambda: self._gather_and_log(trainer, pl_module, captured, error))
+
+    @override
+    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        self._release()
+
+    @override
+    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        self._plan = None
+        if self._capture is not None:
+            self._capture.release()
+            self._capture.collect()
+
+    # ------------------------------------------------------------------ gather and log
+
+    def _gather_and_log(
+        self,
+        trainer: "pl.Trainer",
+        pl_module: "pl.LightningModule",
+        captured: Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]],
+        error: Optional[str],
+    ) -> None:
+        keys, features, predicted, failed = _gather(trainer, pl_module, *captured, failed=error is not None)
+        if not trainer.is_global_zero:
+            return
+        if failed:
+            where = "" if trainer.world_size == 1 else f" on rank(s) {failed}"
+            raise RuntimeError(f"feature capture at {self._capture.layer!r} failed{where}: {error or 'see that rank'}")
+        if len(keys) == 0:
+            raise RuntimeError("no validation sample of the embedding subset was seen this epoch")
+        order = _first_occurrence(keys.cpu())
+        keys, features = keys.cpu()[order], features.cpu()[order]
+        predicted = None if predicted is None else predicted.cpu()[order]
+        indices = keys.tolist()
+        images, labels = self._thumbnails(trainer, indices)
+        reference = None
+        if self._previous is not None and self._previous[0] == indices:
+            reference = torch.tensor(self._previous[1])
+        dataset = validation_dataset(trainer)
+        class_names = self.class_names or getattr(dataset, "classes", None)
+        points = log_embeddings(
+            self._writer(trainer),
+            self.tag,
+            features,
+            trainer.global_step,
+            labels=labels,
+            predicted=predicted,
+            images=images,
+            class_names=class_names,
+            indices=indices,
+            method=self.method,
+            reference=reference,
+            projector=self.projector,
+        )
+        self._previous = (indices, points.tolist())
+
+    def _thumbnails(self, trainer: "pl.Trainer", indices: List[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Thumbnails and labels of the samples ``indices``, loaded once and cached."""
+        if self._thumbs is None or self._thumbs[0] != indices:
+            dataset = validation_dataset(trainer)
+            size, _ = sprite_layout(len(indices), THUMB_MAX_PX)
+            thumbs, labels = [], []
+            for start in range(0, len(indices), _LOAD_CHUNK):
+                images, chunk_labels, _ = ProbeImages(indices=indices[start : start + _LOAD_CHUNK]).load(
+                    dataset, torch.device("cpu")
+                )
+                rgb = input_rgb(images, self.to_rgb).permute(0, 3, 1, 2)
+                thumbs.append(thumbnails(rgb, min(size, max(rgb.shape[-2:]))))
+                labels.append(chunk_labels)
+            all_labels = None if any(l is None for l in labels) else torch.cat(labels)
+            self._thumbs = (list(indices), torch.cat(thumbs), all_labels)
+        return self._thumbs[1], self._thumbs[2]
+
+
+def _first_occurrence(keys: torch.Tensor) -> torch.Tensor:
+    """Positions of the first occurrence of each distinct key, in ascending key order.
+
+    ``DistributedSampler`` pads the last shard by repeating samples: each sample is kept once.
+    """
+    order = torch.argsort(keys, stable=True)
+    sorted_keys = keys[order]
+    first = torch.ones_like(sorted_keys, dtype=torch.bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    return order[first]
+
+
+def _gather(
+    trainer: "pl.Trainer",
+    pl_module: "pl.LightningModule",
+    keys: torch.Tensor,
+    features: torch.Tensor,
+    predicted: Optional[torch.Tensor],
+    failed: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], List[int]]:
+    """Every rank's captured samples on every rank (a collective: all ranks must call it).
+
+    Shards differ in size, so sizes are gathered first and the tensors padded to the largest.
+
+    Returns:
+        ``(keys, features, predicted or None, ranks whose capture failed)``.
+    """
+    if trainer.world_size == 1:
+        return keys, features, predicted, [0] if failed else []
+    device = pl_module.device
+    count, dim = len(keys), (features.shape[1] if features.dim() == 2 else 0)
+    local = torch.tensor([count, dim, int(predicted is not None), int(failed)], device=device)
+    sizes = pl_module.all_gather(local).reshape(-1, 4).cpu()
+    most, dim = int(sizes[:, 0].max()), int(sizes[:, 1].max())
+    with_predictions = bool(sizes[:, 2][sizes[:, 0] > 0].all())
+
+    def padded(value: torch.Tensor, shape: Tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        out = torch.zeros(shape, dtype=dtype, device=device)
+        if len(value):
+            out[: len(value)] = value.to(device=device, dtype=dtype)
+        return out
+
+    all_keys = pl_module.all_gather(padded(keys, (most,), torch.long)).reshape(-1, most)
+    all_features = pl_module.all_gather(padded(features.reshape(count, dim), (most, dim), torch.float32))
+    all_features = all_features.reshape(-1, most, dim)
+    pred = predicted if predicted is not None else torch.zeros(count, dtype=torch.long)
+    all_pred = pl_module.all_gather(padded(pred, (most,), torch.long)).reshape(-1, most)
+    counts = sizes[:, 0].tolist()
+    keys = torch.cat([all_keys[r, :c] for r, c in enumerate(counts)])
+    features = torch.cat([all_features[r, :c] for r, c in enumerate(counts)])
+    predicted = torch.cat([all_pred[r, :c] for r, c in enumerate(counts)]) if with_predictions else None
+    return keys, features, predicted, [r for r, flag in enumerate(sizes[:, 3].tolist()) if flag]

@@ -1,0 +1,228 @@
+"""TopActivations: each unit's strongest validation patches, streamed from the validation loop itself."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from torch.utils.data import DistributedSampler, SequentialSampler
+from typing_extensions import override
+
+from tb_viz_plugin.callbacks.activation_maps import check_layer_names, check_positive, resolve_activation_layers
+from tb_viz_plugin.callbacks.base import VizCallback
+from tb_viz_plugin.callbacks.probes import _split_sample, validation_dataset
+from tb_viz_plugin.log import log_unit_top_k
+from tb_viz_plugin.methods.activations import (
+    LayerGeometry,
+    TopActivationTracker,
+    UnitTopK,
+    Units,
+    check_units,
+    measure_layer,
+    merge_top_k,
+)
+from tb_viz_plugin.render.activations import ToRGB
+
+
+def _dataset_order(trainer: "pl.Trainer") -> Optional[torch.Tensor]:
+    """Dataset indices in the order this rank's first validation loader yields them, when knowable.
+
+    Known (and computed without any RNG) for a ``SequentialSampler`` and an unshuffled
+    ``DistributedSampler`` (what Lightning uses for validation under DDP); ``None`` otherwise.
+    """
+    loaders = trainer.val_dataloaders
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    loader = (loaders[0] if loaders else None) if isinstance(loaders, (list, tuple)) else loaders
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, SequentialSampler) or (isinstance(sampler, DistributedSampler) and not sampler.shuffle):
+        return torch.tensor(list(sampler), dtype=torch.long)
+    return None
+
+
+class TopActivations(VizCallback):
+    """Log, per chosen unit, the k validation patches that activate it most (the receptive-field crops).
+
+    For each layer and unit (channel): the k validation samples whose maximum spatial activation of
+    the unit is highest, each shown as the input crop of the unit's receptive field at the maximum,
+    with the unit's upsampled activation outlined and its value drawn on it (rows = units,
+    columns = rank). Ties go to the lower dataset index.
+
+    Streamed from the validation loop's own forward passes: forward hooks are installed at
+    validation epoch start and removed at its end (also when validation raises); no extra pass over
+    the data, nothing during training batches. The running top-k is merged per batch on the model's
+    device; memory is O(layers x units x k) whatever the size of the validation set, and only the crops
+    of the current top-k are kept. The receptive field is measured once (first logged epoch) by the
+    gradient of one unit with respect to the input, for any architecture.
+
+    Under DDP each rank streams its shard; at validation epoch end every rank takes part in the same
+    ``all_gather`` (same shapes on all ranks), and rank 0 merges (a sample padded into two shards
+    counts once) and logs: the result equals a single-process run on the same data. Logged at
+    ``trainer.global_step`` under ``top_activations/<layer>``; skipped during the sanity check.
+
+    Requirements: the validation step calls the model once per batch on the batch's images (the
+    first tensor of the batch, or its ``"image"`` key), and ``pl_module(images)`` runs the network (to
+    measure the receptive field); all validation images have one size.
+
+    Args:
+        layers: module names; any layer whose output is ``(N, C, H, W)``. ``None`` = the last ``Conv2d``.
+        units: channels shown per layer: ``None`` = the first 16, ``n`` = the first n, or a list of indices.
+        k: patches per unit.
+        every_n_epochs: track every n-th epoch.
+        to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising);
+            ``None`` = min-max per patch. Must be picklable (a module-level function) for DDP spawn.
+        strict: re-raise errors instead of warning.
+
+    Raises:
+        MisconfigurationException: bad arguments (here), or at ``setup`` a layer name that is not a
+            module of the model (the message lists the valid names) or a unit index past a
+            ``Conv2d``'s channels.
+
+    Example:
+        >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[
+        ...     TopActivations(layers=["layer3", "layer4"], units=8, k=9)])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        layers: Optional[Union[str, Sequence[str]]] = None,
+        units: Units = None,
+        k: int = 9,
+        every_n_epochs: int = 1,
+        to_rgb: Optional[ToRGB] = None,
+        strict: bool = False,
+    ) -> None:
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
+        check_positive("TopActivations", k=k)
+        if isinstance(units, int):
+            check_positive("TopActivations", units=units)
+        elif units is not None:
+            units = list(units)
+            if not units or not all(isinstance(u, int) and not isinstance(u, bool) and u >= 0 for u in units):
+                raise MisconfigurationException(
+                    f"TopActivations: units must be None, a count or a non-empty list of channel indices, got {units!r}"
+                )
+        self.layers = check_layer_names("TopActivations", layers)
+        self.units = units
+        self.k = k
+        self.to_rgb = to_rgb
+        self._resolved: List[str] = []
+        self._geometry: Dict[str, LayerGeometry] = {}
+        self._input_shape: Optional[Tuple[int, ...]] = None
+        self._tracker: Optional[TopActivationTracker] = None
+        self._order: Optional[torch.Tensor] = None
+        self._streamed = 0
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(layers=self.layers, units=self.units, k=self.k)
+
+    @override
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        self._resolved = resolve_activation_layers("TopActivations", pl_module, self.layers, self.units, deepest=True)
+        self._geometry, self._input_shape = {}, None
+        super().setup(trainer, pl_module, stage)
+
+    # ------------------------------------------------------------------ streaming
+
+    @override
+    def on_validation_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._stop()
+        if self._should_log_epoch(trainer):
+            self._run_safely(trainer, "starting top activations", lambda: self._start(trainer, pl_module))
+
+    def _start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        image, _ = _split_sample(validation_dataset(trainer)[0])
+        shape = tuple(image.shape)
+        if shape != self._input_shape:  # in float32 (no autocast): the field is a property of the architecture
+            self._geometry = {name: measure_layer(pl_module, name, shape) for name in self._resolved}
+            self._input_shape = shape
+        units = {name: check_units(self.units, g.channels) for name, g in self._geometry.items()}
+        self._order, self._streamed = _dataset_order(trainer), 0
+        self._tracker = TopActivationTracker(pl_module, self._geometry, units, self.k, in_channels=shape[0])
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: "pl.Trainer",
+        pl_module: "pl.LightningModule",
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._tracker is None:
+            return
+        if dataloader_idx != 0:
+            self._tracker.discard()  # only the first validation loader is ranked
+            return
+        self._run_safely(trainer, "tracking top activations", lambda: self._update(trainer, batch))
+
+    def _update(self, trainer: "pl.Trainer", batch: Any) -> None:
+        try:
+            images, _ = _split_sample(batch)
+            count = images.shape[0]
+            if self._order is not None:
+                ids = self._order[self._streamed : self._streamed + count]
+            else:  # unknown order: the position in the rank's stream, interleaved over ranks
+                ids = (torch.arange(self._streamed, self._streamed + count) * trainer.world_size) + trainer.global_rank
+            self._tracker.update(images, ids.to(images.device))
+            self._streamed += count
+        except Exception:
+            self._stop()  # one warning, not one per batch
+            raise
+
+    @override
+    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        tracker, self._tracker = self._tracker, None
+        if tracker is None:
+            return
+        try:
+            results = tracker.results()
+        finally:
+            tracker.remove()
+        kind = "dataset index" if self._order is not None else "stream position"
+        self._run_safely(trainer, "logging top activations", lambda: self._log(trainer, pl_module, results, kind))
+
+    def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", results: Dict[str, UnitTopK], kind: str) -> None:
+        merged = self._gather(trainer, pl_module, results)
+        if not trainer.is_global_zero:
+            return
+        writer = self._writer(trainer)
+        if writer is not None:
+            log_unit_top_k(writer, merged, trainer.global_step, to_rgb=self.to_rgb, sample_ids=kind)
+
+    @staticmethod
+    def _gather(trainer: "pl.Trainer", pl_module: "pl.LightningModule", results: Dict[str, UnitTopK]) -> Dict[str, UnitTopK]:
+        """Every rank's shard gathered (every rank calls the same collectives); merged on rank 0."""
+        if trainer.world_size == 1:
+            return results
+        merged = {}
+        for name, top in results.items():
+            shards = {field: pl_module.all_gather(getattr(top, field)) for field in UnitTopK.SHARDED}
+            samples = pl_module.all_gather(torch.tensor(top.samples, device=top.values.device))
+            if trainer.is_global_zero:
+                parts = [
+                    dataclasses.replace(top, samples=int(samples[r]), **{f: t[r] for f, t in shards.items()})
+                    for r in range(trainer.world_size)
+                ]
+                merged[name] = merge_top_k(parts)
+        return merged
+
+    def _stop(self) -> None:
+        """Remove the hooks and drop the running state (idempotent)."""
+        tracker, self._tracker = self._tracker, None
+        if tracker is not None:
+            tracker.remove()
+
+    @override
+    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        self._stop()
+
+    @override
+    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        self._stop()

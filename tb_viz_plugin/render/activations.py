@@ -1,0 +1,189 @@
+"""Activations as images: feature-map grids and top-k receptive-field patch rows.
+
+Inputs are tensors (feature maps, crops, values); outputs ``uint8`` ``(H, W, 3)`` arrays. Feature maps
+use the package's diverging colormap (white = 0, red > 0, blue < 0), each map scaled by its own
+largest absolute value; patches show the unit's upsampled activation outlined and its value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+
+from tb_viz_plugin.render import diverging, tile_grid, to_uint8
+
+ToRGB = Callable[[torch.Tensor], torch.Tensor]
+"""Maps model inputs ``(N, C, H, W)`` to displayable RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising)."""
+
+OUTLINE = (0.0, 1.0, 0.25)
+"""Colour of the activation outline on patches (bright green)."""
+
+_GAP = 2
+
+
+def input_rgb(images: torch.Tensor, to_rgb: Optional[ToRGB] = None) -> torch.Tensor:
+    """Model inputs as displayable images ``(N, H, W, 3)`` in ``[0, 1]`` on the CPU.
+
+    Args:
+        images: ``(N, C, H, W)`` inputs (crops included).
+        to_rgb: maps inputs to ``(N, 3, H, W)`` in ``[0, 1]``; ``None`` = min-max scaling of each image
+            (over all its channels), with one channel shown as grey.
+
+    Raises:
+        ValueError: ``to_rgb`` is ``None`` and the inputs have neither 1 nor 3 channels, or ``to_rgb``
+            returns another shape.
+
+    Example:
+        >>> input_rgb(torch.randn(2, 1, 8, 8)).shape
+        torch.Size([2, 8, 8, 3])
+    """
+    images = images.detach()
+    if to_rgb is not None:
+        rgb = to_rgb(images)
+        if rgb.dim() != 4 or rgb.shape[1] != 3 or rgb.shape[0] != images.shape[0] or rgb.shape[2:] != images.shape[2:]:
+            raise ValueError(f"to_rgb must return (N, 3, H, W) for inputs {tuple(images.shape)}, got {tuple(rgb.shape)}")
+    else:
+        if images.shape[1] not in (1, 3):
+            raise ValueError(f"inputs with {images.shape[1]} channels need a to_rgb function to be shown")
+        flat = images.float().flatten(1)
+        low, high = flat.min(1).values, flat.max(1).values
+        rgb = (images.float() - low[:, None, None, None]) / (high - low).clamp_min(1e-12)[:, None, None, None]
+        rgb = rgb.expand(-1, 3, -1, -1)
+    return rgb.float().clamp(0, 1).permute(0, 2, 3, 1).cpu()
+
+
+def _scale_for(height: int, width: int, min_tile: int) -> int:
+    return max(1, math.ceil(min_tile / max(1, min(height, width))))
+
+
+def _resize(x: torch.Tensor, size: Tuple[int, int], mode: str = "nearest") -> torch.Tensor:
+    """``(N, h, w)`` -> ``(N, *size)``."""
+    kwargs = {} if mode == "nearest" else {"align_corners": False}
+    return F.interpolate(x[:, None].float(), size=size, mode=mode, **kwargs)[:, 0]
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _label_tiles(canvas: np.ndarray, tile: Tuple[int, int], ncols: int, labels: Sequence[Optional[str]]) -> np.ndarray:
+    """Draw ``labels[i]`` (white on a dark box) in the top-left corner of tile ``i`` of a ``tile_grid``."""
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    font = _font(max(9, min(14, tile[0] // 6)))
+    for i, text in enumerate(labels):
+        if not text:
+            continue
+        row, col = divmod(i, ncols)
+        x, y = _GAP + col * (tile[1] + _GAP), _GAP + row * (tile[0] + _GAP)
+        left, top, right, bottom = draw.textbbox((x + 2, y + 1), text, font=font)
+        draw.rectangle((x, y, right + 2, bottom + 2), fill=(0, 0, 0))
+        draw.text((x + 2, y + 1), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
+def activation_grid(
+    image: torch.Tensor, maps: torch.Tensor, labels: Sequence[str] = (), *, min_tile: int = 64
+) -> np.ndarray:
+    """One probe image followed by feature maps of it, on a near-square grid.
+
+    Maps are enlarged (nearest) to the image size so positions line up, and coloured with the
+    diverging colormap scaled per map by its largest absolute value (white = 0, red > 0, blue < 0).
+
+    Args:
+        image: ``(H, W, 3)`` in ``[0, 1]`` (see :func:`input_rgb`).
+        maps: ``(C', h, w)`` feature maps of the image.
+        labels: drawn on the map tiles (e.g. channel numbers), one per map.
+        min_tile: tiles are enlarged (nearest) so their smaller side is at least this.
+
+    Returns:
+        ``uint8`` ``(H', W', 3)``.
+
+    Example:
+        >>> activation_grid(torch.rand(16, 16, 3), torch.randn(8, 4, 4), min_tile=32).shape
+        (104, 104, 3)
+    """
+    height, width = image.shape[:2]
+    scale = _scale_for(height, width, min_tile)
+    size = (height * scale, width * scale)
+    maps = maps.detach().float().cpu()
+    peak = maps.abs().flatten(1).max(1).values.clamp_min(1e-12)
+    heat = diverging(_resize(maps / peak[:, None, None], size))
+    picture = _resize(image.permute(2, 0, 1), size).permute(1, 2, 0)
+    tiles = torch.cat([picture[None], heat])
+    ncols = math.ceil(math.sqrt(len(tiles)))
+    canvas = to_uint8(tile_grid(tiles, ncols, gap=_GAP, row_gap=_GAP))
+    return _label_tiles(canvas, size, ncols, ["", *labels])
+
+
+def _outline(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """Border pixels (``width`` thick, inside) of the True regions of ``(N, h, w)`` masks."""
+    inside = -F.max_pool2d(-mask[:, None].float(), 2 * width + 1, stride=1, padding=width)[:, 0]
+    return mask & (inside < 0.5)
+
+
+def top_activation_row(
+    crops: torch.Tensor,
+    maps: torch.Tensor,
+    origins: torch.Tensor,
+    values: torch.Tensor,
+    image_size: Tuple[int, int],
+    labels: Sequence[Optional[str]],
+    *,
+    level: float = 0.5,
+    min_tile: int = 64,
+) -> np.ndarray:
+    """One unit's top-k patches side by side, best first, each with the activation outlined and labelled.
+
+    Each patch is the receptive-field crop of the input. The unit's feature map on that sample is
+    upsampled (bilinear) to the input size, cut at the crop's position, and the region where it
+    reaches ``level`` times the unit's maximum is outlined. Empty entries are left grey.
+
+    Args:
+        crops: ``(k, h, w, 3)`` in ``[0, 1]`` (see :func:`input_rgb`).
+        maps: ``(k, H', W')`` the unit's feature maps.
+        origins: ``(k, 2)`` top-left input pixel of each crop.
+        values: ``(k,)`` the unit's maximum on each sample (``-inf`` = empty entry).
+        image_size: ``(H, W)`` of the inputs.
+        labels: text drawn on each patch (e.g. the value), ``None`` for none.
+        level: outline threshold as a fraction of the maximum.
+        min_tile: patches are enlarged (nearest) so their smaller side is at least this.
+
+    Returns:
+        ``uint8`` array of one row of ``k`` tiles.
+
+    Example:
+        >>> row = top_activation_row(torch.rand(3, 10, 10, 3), torch.rand(3, 8, 8), torch.zeros(3, 2, dtype=torch.long),
+        ...                          torch.ones(3), (32, 32), ["1.0", "0.9", None], min_tile=40)
+        >>> row.shape
+        (44, 128, 3)
+    """
+    k, height, width = crops.shape[:3]
+    scale = _scale_for(height, width, min_tile)
+    tiles = _resize(crops.float().cpu().permute(0, 3, 1, 2).flatten(0, 1), (height * scale, width * scale))
+    tiles = tiles.reshape(k, 3, height * scale, width * scale).permute(0, 2, 3, 1)
+    heat = _resize(maps.float().cpu(), (image_size[0] * scale, image_size[1] * scale), mode="bilinear")
+    values = values.float().cpu()
+    masks = torch.zeros(tiles.shape[:3], dtype=torch.bool)
+    for i, (top, left) in enumerate(origins.cpu().tolist()):
+        window = heat[i, top * scale : (top + height) * scale, left * scale : (left + width) * scale]
+        if values[i] > 0:
+            masks[i] = window >= level * values[i]
+    edges = _outline(masks, max(1, (height * scale) // 64))
+    tiles = torch.where(edges[..., None], torch.tensor(OUTLINE), tiles)
+    tiles[~torch.isfinite(values)] = 0.2
+    canvas = to_uint8(tile_grid(tiles, ncols=k, gap=_GAP, row_gap=_GAP))
+    return _label_tiles(canvas, (height * scale, width * scale), k, labels)
+
+
+def label_list(values: Sequence[float], template: str = "{:.3g}") -> List[Optional[str]]:
+    """Format finite values with ``template``; ``None`` for empty (non-finite) entries."""
+    return [template.format(v) if math.isfinite(v) else None for v in values]
