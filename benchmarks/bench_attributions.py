@@ -3,7 +3,9 @@
 Everything runs side by side in one process, rounds interleaving the contenders (their order
 rotating), and the table gives each contender's best time over the rounds (the least disturbed by
 other processes on a shared machine; the median is shown too) and the ratio of best times to the
-compute limit measured in the same rounds:
+compute limit measured in the same rounds. On a CPU the clock is this process's CPU time by default
+(``--clock cpu``; with ``--threads 1`` it measures work, unaffected by other processes competing for
+the cores), on a GPU wall time after synchronising:
 
 - **Grad-CAM** on torchvision's resnet18 (random weights) at ``layer4``, 224x224, batches of 8 and
   32, targets fixed in advance. Limit: one forward pass with a hook on ``layer4`` plus
@@ -18,10 +20,10 @@ compute limit measured in the same rounds:
   forward pass of the unoccluded batch that every ``attribute`` call makes for the predictions and
   probabilities), captum ``Occlusion`` on the softmax output (``perturbations_per_eval`` giving the
   same batch size; it also runs the unoccluded batch first).
-- **Callback** (``--callback``): the demo trained for two epochs with ``AttributionMaps`` as
+- **Callback** (``--callback``): the demo trained for three epochs with ``AttributionMaps`` as
   ``demo_callbacks()`` configures it; the callback's time per epoch over the rest of the epoch.
 
-Run: ``.venv/bin/python benchmarks/bench_attributions.py [--device cuda] [--repeats 5] [--callback]``
+Run: ``.venv/bin/python benchmarks/bench_attributions.py [--device cuda] [--threads 1] [--repeats 5] [--callback]``
 """
 
 from __future__ import annotations
@@ -45,14 +47,17 @@ from tb_viz_plugin.methods.attribution.perturbation import chunk_size, occlusion
 Contenders = Dict[str, Callable[[], object]]
 
 
+CLOCK: Callable[[], float] = time.perf_counter
+
+
 def _timed(fn: Callable[[], object], device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = CLOCK()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def run_rounds(contenders: Contenders, repeats: int, device: torch.device) -> Dict[str, List[float]]:
@@ -139,7 +144,7 @@ def print_table(title: str, results: Dict[str, List[float]]) -> None:
         print(f"| {name} | {min(seconds) * 1e3:.1f} | {statistics.median(seconds) * 1e3:.1f} | {min(seconds) / limit:.2f}x |")
 
 
-def callback_share(epochs: int = 2) -> None:
+def callback_share(epochs: int = 3) -> None:
     """Time AttributionMaps (demo settings) against the rest of a demo training epoch."""
     import pytorch_lightning as pl
 
@@ -152,16 +157,16 @@ def callback_share(epochs: int = 2) -> None:
 
     class Timed(pl.Callback):
         def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            self.start = time.perf_counter()
+            self.start = CLOCK()
 
         def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            epoch_seconds.append(time.perf_counter() - self.start)
+            epoch_seconds.append(CLOCK() - self.start)
 
         def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            start = time.perf_counter()
+            start = CLOCK()
             demo.on_validation_epoch_end(trainer, pl_module)
             if not trainer.sanity_checking:
-                callback_seconds.append(time.perf_counter() - start)
+                callback_seconds.append(CLOCK() - start)
 
         def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
             demo.setup(trainer, pl_module, stage)
@@ -181,16 +186,23 @@ def main(argv: Sequence[str] = ()) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: keep torch's default)")
+    parser.add_argument("--clock", choices=["cpu", "wall"], default=None, help="default: cpu on a CPU, wall on a GPU")
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--model", default="resnet18", help="a torchvision classifier with layer4 (resnet*)")
-    parser.add_argument("--callback", action="store_true", help="also time the callback on the demo (trains 2 epochs)")
+    parser.add_argument("--callback", action="store_true", help="also time the callback on the demo (trains 3 epochs)")
     args = parser.parse_args(argv or None)
     device = torch.device(args.device)
+    global CLOCK
+    clock = args.clock or ("cpu" if device.type == "cpu" else "wall")
+    CLOCK = time.process_time if clock == "cpu" else time.perf_counter
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
     model = getattr(torchvision.models, args.model)().to(device).eval()
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"torch {torch.__version__}, {args.model} random weights, median of {args.repeats} interleaved rounds")  # fmt: skip
+          f"torch {torch.__version__}, {args.model} random weights, {clock} clock, {args.repeats} interleaved rounds")  # fmt: skip
     generator = torch.Generator().manual_seed(1)
     with GradCAM(model, [model.layer4]) as peer:
         for batch in args.batches:

@@ -65,9 +65,14 @@ function changeSettings(change) {
   } catch (e) {
     // Not persisted; the view keeps working.
   }
+  pruneGrids();
+  for (const grid of liveGrids) grid.redraw();
+}
+
+/** Forgets the grids no longer on the page (a new step or run replaced them), with their pixels. */
+function pruneGrids() {
   for (const grid of [...liveGrids]) {
-    if (grid.root.isConnected) grid.redraw();
-    else liveGrids.delete(grid);
+    if (!grid.root.isConnected) liveGrids.delete(grid);
   }
 }
 
@@ -285,6 +290,7 @@ export function createAttributionGrid(response, imageUrl) {
     });
   }
   fragment.append(grid);
+  pruneGrids(); // before adding this one, which joins the page only when the caller appends it
   liveGrids.add({
     root: grid,
     redraw() {
