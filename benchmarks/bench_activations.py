@@ -307,12 +307,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="timed validation epochs per fit")
     parser.add_argument("--n-resnet", type=int, default=1024, help="resnet18 validation images")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--models", default="demo,resnet18", help="comma-separated: demo, resnet18")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {device_name}; torch {torch.__version__}; {args.rounds} rounds x {args.epochs} epochs\n")
-    for setup in (demo_setup(1200), resnet_setup(args.n_resnet)):
+    setups = {"demo": lambda: demo_setup(1200), "resnet18": lambda: resnet_setup(args.n_resnet)}
+    for setup in (setups[name]() for name in args.models.split(",")):
         rows = benchmark(setup, args.rounds, args.epochs, args.device)
         baseline = rows[0][1]
         print(f"**{setup['name']}**; layers {setup['layers']}, {setup['units']} units, k = {setup['k']}\n")

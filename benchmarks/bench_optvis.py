@@ -14,7 +14,8 @@ Every row times two things side by side in this one process (alternating runs, m
   Lucent is normally used (8 calls of one image) and as one batched Lucent call, against our one
   batched render of 8 images.
 
-Run: ``.venv/bin/python benchmarks/bench_optvis.py [--device cuda] [--steps 16] [--repeats 3] [--resnet resnet18]``
+Run: ``.venv/bin/python benchmarks/bench_optvis.py [--device cuda] [--steps 16] [--repeats 3] [--resnet resnet18]
+[--threads 1] [--skip-lucent]`` (on a shared CPU, one thread gives steadier ratios).
 On a GPU use ``--steps 256 --resnet resnet50`` for the issue's reference setting.
 """
 
@@ -157,10 +158,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--resnet", default="resnet18", help="torchvision resnet of the 224-px rows (resnet18)")
     parser.add_argument("--skip-lucent", action="store_true")
+    parser.add_argument("--only-lucent", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     warnings.filterwarnings("ignore")
-    rows = [
+    rows = [] if args.only_lucent else [
         bench_limit_demo(args.steps, args.repeats, device),
         bench_limit_resnet(args.resnet, args.steps, args.repeats, device),
     ]
@@ -174,7 +179,8 @@ def main() -> None:
     for i, (what, ours, peer) in enumerate(rows):
         peer_name = "fwd+bwd limit" if i < limit_rows else "Lucent"
         print(f"| {what} | {ours:.4f} | {peer:.4f} ({peer_name}) | {peer / ours:.2f}x |")
-    print("\nlimit rows: ours / limit = overhead of an iteration over a bare forward+backward (goal <= 1.1)")
+    if limit_rows:
+        print("\nlimit rows: ours / limit = overhead of an iteration over a bare forward+backward (goal <= 1.1)")
     for what, ours, peer in rows[:limit_rows]:
         print(f"  {what}: {ours / peer:.2f}x")
 

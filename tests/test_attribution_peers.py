@@ -38,12 +38,12 @@ MODELS = {
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image Pearson correlation of ``(N, H, W)`` maps (1 where both maps are constant and equal)."""
+    """Per-image Pearson correlation of ``(N, H, W)`` maps: 1 where both are constant, 0 where only one is."""
     a, b = a.detach().flatten(1).double(), b.detach().flatten(1).double()
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    norms = a.norm(dim=1) * b.norm(dim=1)
-    flat = norms < 1e-20
-    return torch.where(flat, (a.norm(dim=1) < 1e-10).double(), (a * b).sum(1) / norms.clamp_min(1e-300))
+    flat_a, flat_b = a.norm(dim=1) < 1e-12, b.norm(dim=1) < 1e-12
+    correlation = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-300)
+    return torch.where(flat_a | flat_b, (flat_a & flat_b).double(), correlation)
 
 
 @pytest.fixture(scope="module", params=list(MODELS))

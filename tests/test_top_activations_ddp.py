@@ -1,25 +1,21 @@
 """TopActivations under DDP (2 CPU processes, gloo): the logged top-k equals the single-process one.
 
-Everything the spawned processes unpickle is defined at module top level.
+Everything the spawned processes unpickle is defined at module top level; what only the test
+process needs (reading the logs back) is imported inside the functions, so that the spawned
+processes, which import this module, start faster.
 """
 
 import io
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tb_viz_plugin.callbacks import TopActivations
-from tensorboard import context as tb_context
 
-from tests.helpers import make_plugin
-
-CTX = tb_context.RequestContext()
 LAYERS = ["net.1", "net.3"]
 N_VAL = 27  # odd: the DistributedSampler pads rank 1's shard with sample 0 again
 
@@ -53,13 +49,20 @@ def _validate(logdir, **trainer_kwargs):
     trainer.validate(SmallConvNet())
 
 
-def _pixels(png: bytes) -> np.ndarray:
+def _pixels(png: bytes):
+    import numpy as np
+    from PIL import Image
+
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
 def _logged(logdir, layer):
+    from tensorboard import context
+
+    from tests.helpers import make_plugin
+
     plugin, client = make_plugin(str(logdir))
-    answer = plugin.items_impl(CTX, "", "run/v0", f"top_activations/{layer}", 0)
+    answer = plugin.items_impl(context.RequestContext(), "", "run/v0", f"top_activations/{layer}", 0)
     for item in answer["items"]:
         item["png"] = client.get("/data/plugin/tb_viz/" + item.pop("url")).data
     return answer

@@ -517,15 +517,16 @@ class RunningTopK:
 
     def result(self) -> UnitTopK:
         """The current top-k, entries in rank order."""
-        index = torch.arange(len(self.units), device=self._slots.device)[:, None]
+        count, k = self._slots.shape
+        flat = (self._slots + k * torch.arange(count, device=self._slots.device)[:, None]).flatten()
         return UnitTopK(
             layer=self.layer,
             units=self.units,
             values=self.values,
             sample_ids=self.sample_ids,
             positions=self.positions,
-            crops=self._crops[index, self._slots],
-            maps=self._maps[index, self._slots],
+            crops=self._crops.flatten(0, 1).index_select(0, flat).unflatten(0, (count, k)),
+            maps=self._maps.flatten(0, 1).index_select(0, flat).unflatten(0, (count, k)),
             samples=self.samples,
             geometry=self.geometry,
         )
@@ -533,10 +534,14 @@ class RunningTopK:
 
 def _cut(images: torch.Tensor, sample: torch.Tensor, origins: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """Crops ``(M, C, h, w)`` of ``images[sample]`` with top-left corners ``origins`` ``(M, 2)``."""
+    picked = images.index_select(0, sample)  # (M, C, H, W)
+    if tuple(picked.shape[2:]) == tuple(size):
+        return picked  # the receptive field covers the whole image
+    m, channels, _, width = picked.shape
     rows = origins[:, 0, None] + torch.arange(size[0], device=origins.device)  # (M, h)
     cols = origins[:, 1, None] + torch.arange(size[1], device=origins.device)  # (M, w)
-    picked = images[sample[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (M, h, w, C)
-    return picked.permute(0, 3, 1, 2)
+    picked = picked.gather(2, rows[:, None, :, None].expand(m, channels, size[0], width))
+    return picked.gather(3, cols[:, None, None, :].expand(m, channels, size[0], size[1]))
 
 
 def merge_top_k(parts: Sequence[UnitTopK]) -> UnitTopK:
@@ -575,6 +580,12 @@ def merge_top_k(parts: Sequence[UnitTopK]) -> UnitTopK:
         maps=pick(stacked["maps"]),
         samples=sum(p.samples for p in parts),
     )
+
+
+def _channel_selector(units: torch.Tensor) -> Union[slice, torch.Tensor]:
+    """A slice for a run of consecutive channels (the default, the first n: a view, not a copy), else the indices."""
+    first, last = int(units[0]), int(units[-1])
+    return slice(first, last + 1) if units.tolist() == list(range(first, last + 1)) else units
 
 
 class TopActivationTracker:
@@ -616,12 +627,14 @@ class TopActivationTracker:
         self._topk = {
             name: RunningTopK(name, units[name], k, geometry, in_channels, device) for name, geometry in layers.items()
         }
+        self._select = {name: _channel_selector(topk.units) for name, topk in self._topk.items()}
         self._pending: Dict[str, torch.Tensor] = {}
         self._hooks = LayerHooks(model, list(layers), self._stash)
 
     def _stash(self, name: str, output: torch.Tensor) -> None:
-        topk = self._topk[name]
-        self._pending[name] = output.detach().index_select(1, topk.units.to(output.device))
+        select = self._select[name]
+        output = output.detach()
+        self._pending[name] = output[:, select] if isinstance(select, slice) else output.index_select(1, select)
 
     def update(self, images: torch.Tensor, sample_ids: torch.Tensor) -> None:
         """Merge the feature maps of the last forward pass with this batch's ``images`` ``(N, C, H, W)``.

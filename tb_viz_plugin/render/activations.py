@@ -7,6 +7,7 @@ largest absolute value; patches show the unit's upsampled activation outlined an
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -67,6 +68,7 @@ def _resize(x: torch.Tensor, size: Tuple[int, int], mode: str = "nearest") -> to
     return F.interpolate(x[:, None].float(), size=size, mode=mode, **kwargs)[:, 0]
 
 
+@functools.lru_cache(maxsize=8)
 def _font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)

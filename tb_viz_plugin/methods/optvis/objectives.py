@@ -12,7 +12,7 @@ Objectives add, subtract and scale like numbers, so regularizers are just negati
 
 from __future__ import annotations
 
-from typing import Callable, FrozenSet, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, FrozenSet, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -92,14 +92,21 @@ class Objective:
 
 
 class _OneImage(Mapping[str, torch.Tensor]):
-    """Image ``index``'s slice of each activation, taken only when read (a slice costs a full-size backward)."""
+    """Image ``index``'s part of each activation, split only when first read.
 
-    def __init__(self, activations: Activations, index: int) -> None:
+    ``splits`` is shared by all images: one ``split`` per activation has one backward (a
+    concatenation), where one slice per image would each fill and copy a full-size gradient.
+    """
+
+    def __init__(self, activations: Activations, splits: Dict[str, Tuple[torch.Tensor, ...]], index: int) -> None:
         self._activations = activations
+        self._splits = splits
         self._index = index
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        return self._activations[key][self._index : self._index + 1]
+        if key not in self._splits:
+            self._splits[key] = self._activations[key].split(1)
+        return self._splits[key][self._index]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._activations)
@@ -216,7 +223,8 @@ def batched(objectives: Sequence[Objective]) -> Objective:
         raise ValueError("batched() needs at least one objective")
 
     def fn(acts: Activations) -> torch.Tensor:
-        return torch.cat([objective(_OneImage(acts, i)) for i, objective in enumerate(objectives)])
+        splits: Dict[str, Tuple[torch.Tensor, ...]] = {}
+        return torch.cat([objective(_OneImage(acts, splits, i)) for i, objective in enumerate(objectives)])
 
     return Objective(
         fn,
