@@ -8,7 +8,7 @@ Example:
     ...                   callbacks=[FilterGrid(layers=["features.0", "features.4"])])  # doctest: +SKIP
 """
 
-from tb_viz_plugin.callbacks.base import VizCallback
+from tb_viz_plugin.callbacks.base import RankZeroCallback, VizCallback
 from tb_viz_plugin.callbacks.activation_maximization import ActivationMaximization
 from tb_viz_plugin.callbacks.deepdream import DeepDream
 from tb_viz_plugin.callbacks.filter_grid import FilterGrid
@@ -17,4 +17,14 @@ from tb_viz_plugin.callbacks.activation_maps import ActivationMaps
 from tb_viz_plugin.callbacks.top_activations import TopActivations
 from tb_viz_plugin.callbacks.embeddings import Embeddings
 
-__all__ = ["ActivationMaximization", "DeepDream", "AttributionMaps", "ActivationMaps", "TopActivations", "Embeddings", "FilterGrid", "VizCallback"]
+__all__ = [
+    "ActivationMaximization",
+    "DeepDream",
+    "AttributionMaps",
+    "ActivationMaps",
+    "TopActivations",
+    "Embeddings",
+    "FilterGrid",
+    "RankZeroCallback",
+    "VizCallback",
+]

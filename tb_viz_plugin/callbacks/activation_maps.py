@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import nn
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.base import VizCallback
-from tb_viz_plugin.callbacks.probes import ProbeImages, validation_dataset
+from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, check_positive, misconfiguration
 from tb_viz_plugin.log import log_activation_maps
 from tb_viz_plugin.methods import LayerNotFoundError, activation_layers
 from tb_viz_plugin.methods.activations import Units, check_units
 from tb_viz_plugin.render.activations import ToRGB
-
-
-def check_layer_names(owner: str, layers: Optional[Union[str, Sequence[str]]]) -> Optional[Union[str, list]]:
-    """``layers`` as given (``None``, a name, or a non-empty list of names).
-
-    Raises:
-        MisconfigurationException: anything else, naming ``owner``.
-    """
-    if layers is None or isinstance(layers, str):
-        return layers
-    names = list(layers)
-    if not names or not all(isinstance(n, str) for n in names):
-        raise MisconfigurationException(
-            f"{owner}: layers must be None, a module name or a non-empty list of names, got {layers!r}"
-        )
-    return names
 
 
 def resolve_activation_layers(
@@ -48,25 +31,16 @@ def resolve_activation_layers(
         MisconfigurationException: an unknown layer name (the message lists the valid ones) or a
             channel index past a ``Conv2d``'s ``out_channels``, naming ``owner``.
     """
-    try:
+    with misconfiguration(owner, LayerNotFoundError, ValueError):
         resolved = activation_layers(pl_module, layers, deepest=deepest)
         for name in resolved:
             module = pl_module.get_submodule(name)
             if isinstance(module, nn.Conv2d):
                 check_units(channels, module.out_channels)
-    except (LayerNotFoundError, ValueError) as err:
-        raise MisconfigurationException(f"{owner}: {err}") from err
     return resolved
 
 
-def check_positive(owner: str, **values: Any) -> None:
-    """Raise ``MisconfigurationException`` for any value that is not a positive integer."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise MisconfigurationException(f"{owner}: {name} must be a positive integer, got {value!r}")
-
-
-class ActivationMaps(VizCallback):
+class ActivationMaps(RankZeroCallback):
     """Log the feature maps of probe validation images at the end of validation epochs.
 
     The probe images are a fixed, evenly spaced selection of the validation set (kept in the
@@ -96,6 +70,8 @@ class ActivationMaps(VizCallback):
         ...     ActivationMaps(layers=["features.0", "features.4"], num_images=4, channels=8)])  # doctest: +SKIP
     """
 
+    _what = "logging activation maps"
+
     def __init__(
         self,
         layers: Optional[Union[str, Sequence[str]]] = None,
@@ -106,16 +82,11 @@ class ActivationMaps(VizCallback):
         to_rgb: Optional[ToRGB] = None,
         strict: bool = False,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
-        check_positive("ActivationMaps", num_images=num_images)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, num_images=num_images, indices=indices)
         if isinstance(channels, int):
             check_positive("ActivationMaps", channels=channels)
         elif not list(channels) or not all(isinstance(c, int) and c >= 0 for c in channels):
             raise MisconfigurationException(f"ActivationMaps: channels must be a count or channel indices, got {channels!r}")
-        try:
-            self._probes = ProbeImages(num_images, indices)
-        except ValueError as err:
-            raise MisconfigurationException(f"ActivationMaps: {err}") from err
         self.layers = check_layer_names("ActivationMaps", layers)
         self.channels = channels if isinstance(channels, int) else list(channels)
         self.to_rgb = to_rgb
@@ -132,16 +103,8 @@ class ActivationMaps(VizCallback):
         self._resolved = resolve_activation_layers("ActivationMaps", pl_module, self.layers, indices)
         super().setup(trainer, pl_module, stage)
 
-    @override
-    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not self._should_log_epoch(trainer) or not trainer.is_global_zero:
-            return  # the probe pass is local to rank 0: no collective involved
-        writer = self._writer(trainer)
-        if writer is not None:
-            self._run_safely(trainer, "logging activation maps", lambda: self._log(trainer, pl_module, writer))
-
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
-        images, labels, indices = self._probes.load(validation_dataset(trainer), pl_module.device)
+        images, labels, indices = self._load_probes(trainer, pl_module)
         names = [
             f"val #{index}" + ("" if labels is None else f" (label {int(label)})")
             for index, label in zip(indices, labels if labels is not None else indices)
@@ -157,11 +120,3 @@ class ActivationMaps(VizCallback):
                 to_rgb=self.to_rgb,
                 names=names,
             )
-
-    @override
-    def state_dict(self) -> Dict[str, Any]:
-        return {"probes": self._probes.state_dict()}
-
-    @override
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        self._probes.load_state_dict(state_dict.get("probes", {}))

@@ -8,38 +8,13 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.activation_maps import check_positive, resolve_activation_layers
-from tb_viz_plugin.callbacks.base import VizCallback
+from tb_viz_plugin.callbacks.activation_maps import resolve_activation_layers
+from tb_viz_plugin.callbacks.base import RankZeroCallback, check_normalization, check_positive
 from tb_viz_plugin.log import log_activation_maximization
 from tb_viz_plugin.log.optimized import PARAMETRIZATIONS
 
 
-def check_normalization(
-    owner: str, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]
-) -> Dict[str, Optional[List[float]]]:
-    """``{"mean": [...], "std": [...]}`` as float lists (or ``None``), checked.
-
-    Raises:
-        MisconfigurationException: not three numbers each, or a standard deviation <= 0.
-    """
-    checked: Dict[str, Optional[List[float]]] = {}
-    for name, values in (("mean", mean), ("std", std)):
-        if values is None:
-            checked[name] = None
-            continue
-        try:
-            floats = [float(v) for v in values]
-        except (TypeError, ValueError):
-            floats = []
-        if len(floats) != 3 or (name == "std" and min(floats) <= 0):
-            raise MisconfigurationException(
-                f"{owner}: {name} must be None or 3 per-channel numbers (std > 0), got {values!r}"
-            )
-        checked[name] = floats
-    return checked
-
-
-class ActivationMaximization(VizCallback):
+class ActivationMaximization(RankZeroCallback):
     """Log images optimised to maximise class logits (and unit activations) at validation epoch ends.
 
     All targets are rendered as ONE batch (one image per target) from the same seeded start at
@@ -75,6 +50,8 @@ class ActivationMaximization(VizCallback):
         ...     ActivationMaximization(class_names=CLASS_NAMES, mean=MEAN, std=STD,
         ...                            layer_units={"model.features.8": [0, 1, 2]})])  # doctest: +SKIP
     """
+
+    _what = "activation maximization"
 
     def __init__(
         self,
@@ -131,14 +108,6 @@ class ActivationMaximization(VizCallback):
         for layer, units in self.layer_units.items():
             resolve_activation_layers(f"ActivationMaximization, layer_units[{layer!r}]", pl_module, layer, units)
         super().setup(trainer, pl_module, stage)
-
-    @override
-    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not self._should_log_epoch(trainer) or not trainer.is_global_zero:
-            return  # the weights are the same on every rank: rank 0 renders alone, no collective
-        writer = self._writer(trainer)
-        if writer is not None:
-            self._run_safely(trainer, "activation maximization", lambda: self._log(trainer, pl_module, writer))
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         with self._extra_pass(trainer, pl_module, grad=True):

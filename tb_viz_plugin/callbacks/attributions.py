@@ -7,12 +7,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.activation_maps import check_layer_names, check_positive
-from tb_viz_plugin.callbacks.base import VizCallback
-from tb_viz_plugin.callbacks.probes import ProbeImages, validation_dataset
+from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, misconfiguration
+from tb_viz_plugin.callbacks.probes import validation_dataset
 from tb_viz_plugin.log import log_attributions
 from tb_viz_plugin.methods import LayerNotFoundError, resolve_layers
 from tb_viz_plugin.methods.attribution import attribute, check_methods, check_options, check_targets
@@ -32,7 +30,7 @@ def _class_names(pl_module: "pl.LightningModule", dataset: Any) -> Optional[Sequ
     return None
 
 
-class AttributionMaps(VizCallback):
+class AttributionMaps(RankZeroCallback):
     """Log attribution maps of fixed probe images at the end of validation epochs.
 
     Per step, one grid under ``attributions/<target>``: a row per probe image (the image, with its
@@ -75,6 +73,8 @@ class AttributionMaps(VizCallback):
         ...     methods=["grad_cam", "occlusion"], layer="layer4", num_images=6)])  # doctest: +SKIP
     """
 
+    _what = "logging attribution maps"
+
     def __init__(
         self,
         methods: Union[str, Sequence[str]] = DEFAULT_METHODS,
@@ -88,18 +88,14 @@ class AttributionMaps(VizCallback):
         every_n_epochs: int = 1,
         strict: bool = False,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
-        check_positive("AttributionMaps", num_images=num_images)
-        try:
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, num_images=num_images, indices=indices)
+        with misconfiguration("AttributionMaps"):
             self.methods = check_methods(methods)
             self.options = check_options(self.methods, options)
             if isinstance(target, (list, tuple, torch.Tensor)):
                 raise ValueError("target must be 'predicted', 'label', a class index or a callable, not per-image indices")
             if target != "label":
                 check_targets(target)
-            self._probes = ProbeImages(num_images, indices)
-        except ValueError as err:
-            raise MisconfigurationException(f"AttributionMaps: {err}") from err
         self.layer = check_layer_names("AttributionMaps", layer)
         self.target = target
         self.class_names = None if class_names is None else [str(name) for name in class_names]
@@ -114,22 +110,12 @@ class AttributionMaps(VizCallback):
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        try:
+        with misconfiguration("AttributionMaps", LayerNotFoundError, CamHeadError):
             if self.layer is not None:
                 self._layers = resolve_layers(pl_module, self.layer, accept=lambda module: True, what="module")
             if "cam" in self.methods:
                 check_cam_modules(pl_module)
-        except (LayerNotFoundError, CamHeadError) as err:
-            raise MisconfigurationException(f"AttributionMaps: {err}") from err
         super().setup(trainer, pl_module, stage)
-
-    @override
-    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not self._should_log_epoch(trainer) or not trainer.is_global_zero:
-            return  # the probe passes are local to rank 0: no collective involved
-        writer = self._writer(trainer)
-        if writer is not None:
-            self._run_safely(trainer, "logging attribution maps", lambda: self._log(trainer, pl_module, writer))
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         dataset = validation_dataset(trainer)
@@ -156,10 +142,10 @@ class AttributionMaps(VizCallback):
 
     @override
     def state_dict(self) -> Dict[str, Any]:
-        return {"probes": self._probes.state_dict(), "layers": self._layers}
+        return {**super().state_dict(), "layers": self._layers}
 
     @override
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        self._probes.load_state_dict(state_dict.get("probes", {}))
+        super().load_state_dict(state_dict)
         if state_dict.get("layers") and self.layer is None:
             self._layers = list(state_dict["layers"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import traceback
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 import torch
@@ -14,7 +14,72 @@ from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
+from tb_viz_plugin.callbacks.probes import ProbeImages, validation_dataset
 from tb_viz_plugin.methods import preserved_training_flags
+
+
+# ------------------------------------------------------------------ argument checks shared by the callbacks
+
+
+@contextlib.contextmanager
+def misconfiguration(owner: str, *errors: type) -> Iterator[None]:
+    """Re-raise ``errors`` (default ``ValueError``) as ``MisconfigurationException`` naming ``owner``.
+
+    Lightning reports a ``MisconfigurationException`` raised in ``__init__`` or ``setup`` as the
+    user's configuration error; the original error stays chained.
+    """
+    try:
+        yield
+    except (errors or (ValueError,)) as err:
+        raise MisconfigurationException(f"{owner}: {err}") from err
+
+
+def check_positive(owner: str, **values: Any) -> None:
+    """Raise ``MisconfigurationException`` for any value that is not a positive integer."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MisconfigurationException(f"{owner}: {name} must be a positive integer, got {value!r}")
+
+
+def check_layer_names(owner: str, layers: Optional[Union[str, Sequence[str]]]) -> Optional[Union[str, list]]:
+    """``layers`` as given (``None``, a name, or a non-empty list of names).
+
+    Raises:
+        MisconfigurationException: anything else, naming ``owner``.
+    """
+    if layers is None or isinstance(layers, str):
+        return layers
+    names = list(layers)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise MisconfigurationException(
+            f"{owner}: layers must be None, a module name or a non-empty list of names, got {layers!r}"
+        )
+    return names
+
+
+def check_normalization(
+    owner: str, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]
+) -> Dict[str, Optional[List[float]]]:
+    """``{"mean": [...], "std": [...]}`` as float lists (or ``None``), checked.
+
+    Raises:
+        MisconfigurationException: not three numbers each, or a standard deviation <= 0.
+    """
+    checked: Dict[str, Optional[List[float]]] = {}
+    for name, values in (("mean", mean), ("std", std)):
+        if values is None:
+            checked[name] = None
+            continue
+        try:
+            floats = [float(v) for v in values]
+        except (TypeError, ValueError):
+            floats = []
+        if len(floats) != 3 or (name == "std" and min(floats) <= 0):
+            raise MisconfigurationException(
+                f"{owner}: {name} must be None or 3 per-channel numbers (std > 0), got {values!r}"
+            )
+        checked[name] = floats
+    return checked
 
 
 def _tensorboard_logger_types() -> tuple:
@@ -38,10 +103,7 @@ class VizCallback(pl.Callback):
 
     def __init__(self, every_n_epochs: int = 1, strict: bool = False) -> None:
         super().__init__()
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-            raise MisconfigurationException(
-                f"{type(self).__name__}: every_n_epochs must be a positive integer, got {every_n_epochs!r}"
-            )
+        check_positive(type(self).__name__, every_n_epochs=every_n_epochs)
         self.every_n_epochs = every_n_epochs
         self.strict = bool(strict)
         self._no_logger_warned = False
@@ -102,3 +164,57 @@ class VizCallback(pl.Callback):
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         self._no_logger_warned = False
         self._writer(trainer)  # warn at setup rather than at the first epoch end
+
+
+class RankZeroCallback(VizCallback):
+    """Base of the callbacks that render on rank 0 alone at the end of logged validation epochs.
+
+    What they run on is local to rank 0 (probe images, images they generate, the weights, which are
+    the same on every rank), so no collective is involved and the other ranks do nothing.
+    Subclasses implement ``_log(trainer, pl_module, writer)`` and describe it in ``_what`` (for the
+    warning when it fails). With ``num_images`` the callback has probe images (``self._probes``,
+    kept in its state dict so a resumed run explains the same images).
+
+    Raises:
+        MisconfigurationException: ``num_images`` not positive, or bad ``indices``.
+    """
+
+    _what = "visualization"
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        strict: bool = False,
+        num_images: Optional[int] = None,
+        indices: Optional[Sequence[int]] = None,
+    ) -> None:
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
+        self._probes: Optional[ProbeImages] = None
+        if num_images is not None:
+            check_positive(type(self).__name__, num_images=num_images)
+            with misconfiguration(type(self).__name__):
+                self._probes = ProbeImages(num_images, indices)
+
+    def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
+        raise NotImplementedError
+
+    def _load_probes(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> Any:
+        """``(images, labels or None, dataset indices)`` of the probe images, on the module's device."""
+        return self._probes.load(validation_dataset(trainer), pl_module.device)
+
+    @override
+    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not self._should_log_epoch(trainer) or not trainer.is_global_zero:
+            return
+        writer = self._writer(trainer)
+        if writer is not None:
+            self._run_safely(trainer, self._what, lambda: self._log(trainer, pl_module, writer))
+
+    @override
+    def state_dict(self) -> Dict[str, Any]:
+        return {} if self._probes is None else {"probes": self._probes.state_dict()}
+
+    @override
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        if self._probes is not None:
+            self._probes.load_state_dict(state_dict.get("probes", {}))

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.activation_maps import check_positive, resolve_activation_layers
-from tb_viz_plugin.callbacks.activation_maximization import check_normalization
-from tb_viz_plugin.callbacks.base import VizCallback
-from tb_viz_plugin.callbacks.probes import ProbeImages, validation_dataset
+from tb_viz_plugin.callbacks.activation_maps import resolve_activation_layers
+from tb_viz_plugin.callbacks.base import RankZeroCallback, check_normalization, check_positive
 from tb_viz_plugin.log import log_deepdream
 
 
-class DeepDream(VizCallback):
+class DeepDream(RankZeroCallback):
     """Log DeepDream images of probe validation images at validation epoch ends.
 
     The probe images are the shared deterministic selection (evenly spaced over the validation
@@ -48,6 +46,8 @@ class DeepDream(VizCallback):
         ...     DeepDream("model.features.8", class_names=CLASS_NAMES, mean=MEAN, std=STD)])  # doctest: +SKIP
     """
 
+    _what = "DeepDream"
+
     def __init__(
         self,
         layer: str,
@@ -62,14 +62,10 @@ class DeepDream(VizCallback):
         seed: int = 0,
         strict: bool = False,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
-        check_positive("DeepDream", num_images=num_images, octaves=octaves, steps=steps)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, num_images=num_images, indices=indices)
+        check_positive("DeepDream", octaves=octaves, steps=steps)
         if not isinstance(layer, str) or not layer:
             raise MisconfigurationException(f"DeepDream: layer must be a module name, got {layer!r}")
-        try:
-            self._probes = ProbeImages(num_images, indices)
-        except ValueError as err:
-            raise MisconfigurationException(f"DeepDream: {err}") from err
         self.layer = layer
         self.octaves = octaves
         self.steps = steps
@@ -87,14 +83,6 @@ class DeepDream(VizCallback):
         resolve_activation_layers("DeepDream", pl_module, self.layer, None)
         super().setup(trainer, pl_module, stage)
 
-    @override
-    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not self._should_log_epoch(trainer) or not trainer.is_global_zero:
-            return  # probe images are local to rank 0: no collective involved
-        writer = self._writer(trainer)
-        if writer is not None:
-            self._run_safely(trainer, "DeepDream", lambda: self._log(trainer, pl_module, writer))
-
     def _caption(self, index: int, label: Optional[int]) -> str:
         if label is None:
             return f"val #{index}"
@@ -102,7 +90,7 @@ class DeepDream(VizCallback):
         return f"val #{index} ({name})"
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
-        images, labels, indices = self._probes.load(validation_dataset(trainer), pl_module.device)
+        images, labels, indices = self._load_probes(trainer, pl_module)
         label_list = [None] * len(indices) if labels is None else [int(label) for label in labels]
         with self._extra_pass(trainer, pl_module, grad=True):
             log_deepdream(
@@ -117,11 +105,3 @@ class DeepDream(VizCallback):
                 seed=self.seed,
                 **self.normalization,
             )
-
-    @override
-    def state_dict(self) -> Dict[str, Any]:
-        return {"probes": self._probes.state_dict()}
-
-    @override
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        self._probes.load_state_dict(state_dict.get("probes", {}))

@@ -12,8 +12,8 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch.utils.data import IterableDataset, RandomSampler
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.base import VizCallback
-from tb_viz_plugin.callbacks.probes import ProbeImages, evenly_spaced, validation_dataset
+from tb_viz_plugin.callbacks.base import VizCallback, misconfiguration
+from tb_viz_plugin.callbacks.probes import ProbeImages, evenly_spaced, first_val_loader, validation_dataset
 from tb_viz_plugin.log.embeddings import METHODS, log_embeddings
 from tb_viz_plugin.methods import EmbeddingCapture, LayerNotFoundError
 from tb_viz_plugin.render.activations import ToRGB, input_rgb
@@ -21,15 +21,6 @@ from tb_viz_plugin.render.embeddings import THUMB_MAX_PX, sprite_layout, thumbna
 
 _LOAD_CHUNK = 256  # samples loaded from the dataset at once for the thumbnails
 _MAX_SAMPLES = 100_000  # the Projector's limit
-
-
-def _first_val_loader(trainer: "pl.Trainer") -> Any:
-    loaders = trainer.val_dataloaders
-    if isinstance(loaders, (list, tuple)):
-        return loaders[0] if loaders else None
-    if isinstance(loaders, dict):
-        return next(iter(loaders.values()), None)
-    return loaders
 
 
 def _batch_indices(trainer: "pl.Trainer") -> List[List[int]]:
@@ -41,7 +32,7 @@ def _batch_indices(trainer: "pl.Trainer") -> List[List[int]]:
     Raises:
         RuntimeError: an iterable-style dataset or a shuffling sampler (rows cannot be mapped to samples).
     """
-    loader = _first_val_loader(trainer)
+    loader = first_val_loader(trainer)
     sampler = getattr(loader, "sampler", None)
     batch_sampler = getattr(loader, "batch_sampler", None)
     if isinstance(getattr(loader, "dataset", None), IterableDataset) or batch_sampler is None:
@@ -162,10 +153,8 @@ class Embeddings(VizCallback):
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        try:
+        with misconfiguration("Embeddings", LayerNotFoundError):
             self._capture = EmbeddingCapture(pl_module, self.layer)
-        except LayerNotFoundError as err:
-            raise MisconfigurationException(f"Embeddings: {err}") from err
         layer = self._capture.layer
         self.tag = f"embeddings/{layer}.input" if self._capture.uses_input else f"embeddings/{layer}"
         super().setup(trainer, pl_module, stage)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Optional, Sequence, Union
 
 import pytorch_lightning as pl
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.base import VizCallback
+from tb_viz_plugin.callbacks.base import VizCallback, check_layer_names, check_positive, misconfiguration
 from tb_viz_plugin.log import log_filters
 from tb_viz_plugin.methods import LayerNotFoundError, resolve_layers
 
@@ -48,16 +47,8 @@ class FilterGrid(VizCallback):
         strict: bool = False,
     ) -> None:
         super().__init__(every_n_epochs=every_n_epochs, strict=strict)
-        for name, value in (("max_filters", max_filters), ("max_channels", max_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise MisconfigurationException(f"FilterGrid: {name} must be a positive integer, got {value!r}")
-        if layers is not None and not isinstance(layers, str):
-            layers = list(layers)
-            if not layers or not all(isinstance(n, str) for n in layers):
-                raise MisconfigurationException(
-                    f"FilterGrid: layers must be None, a module name or a non-empty list of names, got {layers!r}"
-                )
-        self.layers = layers
+        check_positive("FilterGrid", max_filters=max_filters, max_channels=max_channels)
+        self.layers = check_layer_names("FilterGrid", layers)
         self.max_filters = max_filters
         self.max_channels = max_channels
         self.log_initial = log_initial
@@ -70,10 +61,8 @@ class FilterGrid(VizCallback):
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        try:
+        with misconfiguration("FilterGrid", LayerNotFoundError):
             self._resolved = resolve_layers(pl_module, self.layers)
-        except LayerNotFoundError as err:
-            raise MisconfigurationException(f"FilterGrid: {err}") from err
         super().setup(trainer, pl_module, stage)
 
     @override

@@ -41,18 +41,23 @@ def _split_sample(sample: Any) -> Tuple[torch.Tensor, Optional[int]]:
     return image, label if isinstance(label, int) else None
 
 
+def first_val_loader(trainer: Any) -> Any:
+    """The trainer's first validation dataloader (of a list, tuple or dict of them), or ``None``."""
+    loaders = trainer.val_dataloaders
+    if isinstance(loaders, (list, tuple)):
+        return loaders[0] if loaders else None
+    if isinstance(loaders, dict):
+        return next(iter(loaders.values()), None)
+    return loaders
+
+
 def validation_dataset(trainer: Any) -> Any:
     """The dataset behind the trainer's (first) validation dataloader.
 
     Raises:
         RuntimeError: no validation dataloader (probe images come from the validation set).
     """
-    loaders = trainer.val_dataloaders
-    if isinstance(loaders, (list, tuple)):
-        loaders = loaders[0] if loaders else None
-    elif isinstance(loaders, dict):
-        loaders = next(iter(loaders.values()), None)
-    dataset = getattr(loaders, "dataset", None)
+    dataset = getattr(first_val_loader(trainer), "dataset", None)
     if dataset is None:
         raise RuntimeError(
             "probe images are taken from the validation set, but the Trainer has no validation "

@@ -11,9 +11,9 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DistributedSampler, SequentialSampler
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.activation_maps import check_layer_names, check_positive, resolve_activation_layers
-from tb_viz_plugin.callbacks.base import VizCallback
-from tb_viz_plugin.callbacks.probes import _split_sample, validation_dataset
+from tb_viz_plugin.callbacks.activation_maps import resolve_activation_layers
+from tb_viz_plugin.callbacks.base import VizCallback, check_layer_names, check_positive
+from tb_viz_plugin.callbacks.probes import _split_sample, first_val_loader, validation_dataset
 from tb_viz_plugin.log import log_unit_top_k
 from tb_viz_plugin.methods.activations import (
     LayerGeometry,
@@ -33,11 +33,7 @@ def _dataset_order(trainer: "pl.Trainer") -> Optional[torch.Tensor]:
     Known (and computed without any RNG) for a ``SequentialSampler`` and an unshuffled
     ``DistributedSampler`` (what Lightning uses for validation under DDP); ``None`` otherwise.
     """
-    loaders = trainer.val_dataloaders
-    if isinstance(loaders, dict):
-        loaders = list(loaders.values())
-    loader = (loaders[0] if loaders else None) if isinstance(loaders, (list, tuple)) else loaders
-    sampler = getattr(loader, "sampler", None)
+    sampler = getattr(first_val_loader(trainer), "sampler", None)
     if isinstance(sampler, SequentialSampler) or (isinstance(sampler, DistributedSampler) and not sampler.shuffle):
         return torch.tensor(list(sampler), dtype=torch.long)
     return None
