@@ -512,8 +512,10 @@ class RunningTopK:
             sample = columns[unit, rank] - k
             slot = self._slots[unit, rank]
             origins = self.geometry.crop_origins(self.positions[unit, rank])
-            self._crops[unit, slot] = _cut(images, sample, origins, self.geometry.crop_size).float()
-            self._maps[unit, slot] = maps[sample, unit]
+            entry = unit * k + slot  # index_copy_ into the flattened slots: cheaper than a 2-index put
+            crops = _cut(images, sample, origins, self.geometry.crop_size).to(self._crops.dtype)
+            self._crops.view(-1, *self._crops.shape[2:]).index_copy_(0, entry, crops)
+            self._maps.view(-1, *self._maps.shape[2:]).index_copy_(0, entry, maps[sample, unit])
 
     def result(self) -> UnitTopK:
         """The current top-k, entries in rank order."""

@@ -174,11 +174,11 @@ def top_activation_row(
     tiles = tiles.reshape(k, 3, height * scale, width * scale).permute(0, 2, 3, 1)
     heat = _resize(maps.float().cpu(), (image_size[0] * scale, image_size[1] * scale), mode="bilinear")
     values = values.float().cpu()
-    masks = torch.zeros(tiles.shape[:3], dtype=torch.bool)
-    for i, (top, left) in enumerate(origins.cpu().tolist()):
-        window = heat[i, top * scale : (top + height) * scale, left * scale : (left + width) * scale]
-        if values[i] > 0:
-            masks[i] = window >= level * values[i]
+    origins = origins.cpu().long() * scale
+    rows = origins[:, 0, None] + torch.arange(height * scale)  # (k, h * scale) input rows of each crop
+    cols = origins[:, 1, None] + torch.arange(width * scale)
+    windows = heat[torch.arange(k)[:, None, None], rows[:, :, None], cols[:, None, :]]  # (k, h', w')
+    masks = (windows >= level * values[:, None, None]) & (values > 0)[:, None, None]
     edges = _outline(masks, max(1, (height * scale) // 64))
     tiles = torch.where(edges[..., None], torch.tensor(OUTLINE), tiles)
     tiles[~torch.isfinite(values)] = 0.2
