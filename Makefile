@@ -31,7 +31,7 @@ screenshot: install chromium
 	rm -rf logs/screenshot
 	$(PY) -m tb_viz_plugin.demo --logdir logs/screenshot --no-serve --seed 0
 	$(PY) -m tb_viz_plugin.demo --logdir logs/screenshot --no-serve --seed 1
-	$(PY) -m tests.screenshot logs/screenshot docs/screenshot.png
+	$(PY) -m tests.screenshot logs/screenshot docs/screenshot.png --height 1100
 
 clean:
 	rm -rf build dist *.egg-info logs

@@ -12,6 +12,12 @@ from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers import open_tab, serve_tensorboard, wait_for_json
 
 
+def _settled(seen: list, body: dict) -> bool:
+    """True once ``body`` has runs and equals the previous 8 answers (about 2 s unchanged)."""
+    seen.append(body)
+    return bool(body["runs"]) and len(seen) > 8 and all(previous == body for previous in seen[-9:-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("logdir")
@@ -21,7 +27,9 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=900)
     args = parser.parse_args()
     with serve_tensorboard(args.logdir) as url, sync_playwright() as playwright:
-        wait_for_json(url + "data/plugin/tb_viz/tags", lambda body: bool(body["runs"]))
+        # TensorBoard ingests runs in the background: wait until the tag list stops changing.
+        seen: list = []
+        wait_for_json(url + "data/plugin/tb_viz/tags", lambda body: _settled(seen, body), timeout=120)
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": args.width, "height": args.height})
         frame = open_tab(page, url)
