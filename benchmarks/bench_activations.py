@@ -17,8 +17,9 @@ and forward hooks, the epoch-end logging left out) as a share of the rest of the
 ratio within one epoch, so it holds on a shared machine where epoch times drift between runs;
 **logging**: rendering and writing the top-k at epoch end, a fixed cost per epoch (proportional to
 layers x units x k, the same for every peer, independent of the number of samples); **state**: what
-the top-k keeps between batches (values, ids, positions, receptive-field crops, unit maps); and on
-CUDA the peak memory of the epoch.
+the top-k keeps between batches (values, ids, positions, receptive-field crops, unit maps; for
+TopActivations the bound, every entry a different sample: whole-image crops are kept once per
+sample, so it usually holds less); and on CUDA the peak memory of the epoch.
 
 Models: the demo CNN (1,200 images of 64x64, batches of 256, the demo's settings: 2 layers, 8 units,
 k = 8) and torchvision's resnet18 (random weights, synthetic 64x64 data; ``layer2``-``layer4``,

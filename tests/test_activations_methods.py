@@ -7,6 +7,7 @@ from torch import nn
 from tb_viz_plugin.methods.activations import (
     LayerHooks,
     RunningTopK,
+    TopActivationTracker,
     UnitTopK,
     capture_activations,
     check_units,
@@ -109,6 +110,36 @@ def test_streamed_top_k_equals_brute_force_with_ties_crops_and_maps():
     tied = [i for i, _, _ in expected[0]]
     if 4 in tied and 30 in tied:
         assert tied.index(4) < tied.index(30)
+
+
+def test_pooled_whole_image_crops_equal_brute_force_and_the_pool_holds_only_the_top_k():
+    """On 8x8 inputs layer "4" sees the whole image (its crops come from the shared image pool);
+    layer "1" (RF 3x3) keeps per-entry crops. Both equal the brute-force reference."""
+    net = _net()
+    data = torch.randn(60, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    batches = list(data.split(9))
+    layers, units, k = ["1", "4"], [0, 2, 5], 4
+    geometry = {name: measure_layer(net, name, (3, 8, 8)) for name in layers}
+    assert geometry["4"].crop_size == (8, 8) and geometry["1"].crop_size == (3, 3)
+    pool_sizes = []
+    with torch.no_grad(), TopActivationTracker(net, geometry, {n: units for n in layers}, k, in_channels=3) as tracker:
+        for start, images in zip(range(0, 60, 9), batches):
+            net(images)
+            tracker.update(images, torch.arange(start, start + len(images)))
+            referenced = set(tracker.results()["4"].sample_ids.flatten().tolist())
+            pool_sizes.append((len(tracker._pool), len(referenced)))
+    assert all(size == held for size, held in pool_sizes), pool_sizes  # pruned after every batch
+    assert tracker._pool.capacity == len(units) * k  # only layer "4" is pooled
+    assert len(tracker._pool._storage) <= tracker._pool.capacity + 9  # at most one batch over, in passing
+    for name, top in tracker.results().items():
+        expected, images, maps = _brute_force(net, batches, name, units, k)
+        assert _as_rows(top) == expected
+        h, w = top.geometry.crop_size
+        for row, unit in enumerate(units):
+            for rank, (index, _, _) in enumerate(expected[row]):
+                y, x = top.geometry.crop_origins(top.positions[row, rank]).tolist()
+                assert torch.equal(top.crops[row, rank], images[index, :, y : y + h, x : x + w])
+                assert torch.equal(top.maps[row, rank], maps[index, unit])
 
 
 def test_fewer_samples_than_k_leave_empty_entries():

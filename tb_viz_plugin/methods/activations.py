@@ -5,8 +5,9 @@
   architecture by the gradient of one unit with respect to the input (no table of layer types).
 - :class:`RunningTopK` and :class:`TopActivationTracker`: for each chosen unit (channel) of a layer,
   the k samples whose maximum spatial activation is highest, merged batch by batch on the model's
-  device. Memory is O(layers x units x k), whatever the number of samples; the input crops of the
-  current top-k only are kept. :func:`merge_top_k` merges shards (DDP ranks) into the result one
+  device. Memory is O(layers x units x k), whatever the number of samples: only the current top-k's
+  input crops are kept (for receptive fields of at least half the image, the whole images, once per
+  sample, shared by all units and layers: an :class:`ImagePool`). :func:`merge_top_k` merges shards (DDP ranks) into the result one
   process would give: ranks are ordered by value (descending), then sample id (ascending).
 - :func:`top_activations`: the same over an iterable of image batches, for plain PyTorch.
 """
@@ -418,11 +419,94 @@ def _rank(values: torch.Tensor, ids: torch.Tensor, k: int) -> Tuple[torch.Tensor
     return by_id.gather(1, best), keys.gather(1, best) > -torch.inf
 
 
+class ImagePool:
+    """Input images kept once per sample id, shared by every unit (and layer) whose top-k holds the sample.
+
+    Deep layers see most of the image, so their crops are nearly whole images, and one sample is
+    often in the top-k of many units: keeping its image once copies one image per new sample
+    instead of one crop per new entry. The owner drops the images no entry refers to any more
+    (:meth:`keep`), so the pool holds at most one image per current top-k entry. Images live in
+    rows of one storage tensor (grown by doubling up to ``capacity``, freed rows reused): no
+    allocation per image.
+
+    Args:
+        capacity: the most images the owner can need at once (the number of top-k entries that
+            share the pool); growth stops there unless more rows are needed right then.
+    """
+
+    def __init__(self, capacity: Optional[int] = None) -> None:
+        self.capacity = capacity
+        self._rows: Dict[int, int] = {}  # sample id -> row of the storage
+        self._free: List[int] = []
+        self._storage: Optional[torch.Tensor] = None
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, ids: torch.Tensor, images: torch.Tensor, rows: torch.Tensor) -> None:
+        """Keep ``images[rows[i]]`` ``(C, H, W)`` under ``ids[i]`` (ids already present are skipped)."""
+        new: Dict[int, int] = {}
+        for sample, row in zip(ids.tolist(), rows.tolist()):
+            if sample not in self._rows:
+                new.setdefault(sample, row)
+        if not new:
+            return
+        self._reserve(len(new), images)
+        slots = [self._free.pop() for _ in new]
+        device = self._storage.device
+        source = images.detach().index_select(0, torch.tensor(list(new.values()), device=images.device))
+        self._storage.index_copy_(0, torch.tensor(slots, device=device), source.to(device, self._storage.dtype))
+        self._rows.update(zip(new, slots))
+
+    def _reserve(self, count: int, images: torch.Tensor) -> None:
+        if len(self._free) >= count:
+            return
+        old = 0 if self._storage is None else self._storage.shape[0]
+        needed = old + count - len(self._free)
+        size = max(2 * old, needed, 16)
+        if self.capacity is not None:
+            size = max(min(size, self.capacity), needed)
+        storage = torch.empty((size, *images.shape[1:]), dtype=torch.float32, device=images.device)
+        if self._storage is not None:
+            storage[:old] = self._storage
+        self._storage = storage
+        self._free.extend(range(size - 1, old - 1, -1))
+
+    def keep(self, ids: Iterable[int]) -> None:
+        """Drop (free the rows of) every image whose id is not in ``ids``."""
+        wanted = set(ids)
+        for sample in [sample for sample in self._rows if sample not in wanted]:
+            self._free.append(self._rows.pop(sample))
+
+    def stack(self, ids: torch.Tensor, shape: Sequence[int], device: torch.device) -> torch.Tensor:
+        """``(M, C, H, W)`` images of ``ids`` ``(M,)``; zeros where an id is empty (``-1``)."""
+        out = torch.zeros((len(ids), *shape), device=device)
+        rows = [(row, self._rows[sample]) for row, sample in enumerate(ids.tolist()) if sample != _EMPTY_ID]
+        if rows:
+            index = torch.tensor([row for row, _ in rows], device=device)
+            slots = torch.tensor([slot for _, slot in rows], device=self._storage.device)
+            out.index_copy_(0, index, self._storage.index_select(0, slots).to(device))
+        return out
+
+
+def _pooled(geometry: "LayerGeometry") -> bool:
+    """Whether a layer's crops are kept as whole images in an :class:`ImagePool`.
+
+    Yes when the crop is at least half the image: the image costs at most twice the crop, and it
+    is shared by every unit whose top-k holds the sample. Small receptive fields keep their crops.
+    """
+    crop, image = geometry.crop_size, geometry.image_size
+    return 2 * crop[0] * crop[1] >= image[0] * image[1]
+
+
 class RunningTopK:
     """The running top-k of one layer's chosen units, updated batch by batch on the device.
 
-    Crops live in per-unit storage slots: an entry keeps its slot while it stays in the top-k, and a
-    new entry takes the slot of the one it evicts, so each batch copies only its new entries' crops.
+    Crops of small receptive fields live in per-unit storage slots: an entry keeps its slot while
+    it stays in the top-k, and a new entry takes the slot of the one it evicts, so each batch
+    copies only its new entries' crops. Crops of at least half the image are cut at
+    :meth:`result` from whole images kept once per sample in an :class:`ImagePool` (shared with
+    the other layers when one is given).
 
     Args:
         layer: the layer name (carried into the result).
@@ -431,6 +515,8 @@ class RunningTopK:
         geometry: the layer's geometry for the inputs that will be streamed.
         in_channels: channels of the input images.
         device: where the state lives (the model's device).
+        pool: a shared :class:`ImagePool`; its owner calls ``pool.keep(...)`` with the
+            :meth:`referenced` ids of every top-k that shares it. ``None`` = a private pool, pruned here.
 
     Example:
         >>> g = LayerGeometry(2, (4, 4), (8, 8), ReceptiveField((3, 3), (2, 2), (-1, -1)))
@@ -448,6 +534,7 @@ class RunningTopK:
         geometry: LayerGeometry,
         in_channels: int,
         device: torch.device,
+        pool: Optional[ImagePool] = None,
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -460,7 +547,11 @@ class RunningTopK:
         self.positions = torch.zeros((count, k, 2), dtype=torch.long, device=device)
         self.samples = 0
         self._slots = torch.arange(k, device=device).repeat(count, 1)
-        self._crops = torch.zeros((count, k, in_channels, *geometry.crop_size), device=device)
+        self._in_channels = in_channels
+        self._pool = (pool if pool is not None else ImagePool(count * k)) if _pooled(geometry) else None
+        self._owns_pool = pool is None
+        crop_shape = (0, 0) if self._pool is not None else geometry.crop_size
+        self._crops = torch.zeros((count, k, in_channels, *crop_shape), device=device)
         self._maps = torch.zeros((count, k, *geometry.feature_size), device=device)
 
     def update(self, maps: torch.Tensor, images: torch.Tensor, sample_ids: torch.Tensor) -> None:
@@ -513,21 +604,43 @@ class RunningTopK:
             slot = self._slots[unit, rank]
             origins = self.geometry.crop_origins(self.positions[unit, rank])
             entry = unit * k + slot  # index_copy_ into the flattened slots: cheaper than a 2-index put
-            crops = _cut(images, sample, origins, self.geometry.crop_size).to(self._crops.dtype)
-            self._crops.view(-1, *self._crops.shape[2:]).index_copy_(0, entry, crops)
             self._maps.view(-1, *self._maps.shape[2:]).index_copy_(0, entry, maps[sample, unit])
+            if self._pool is None:
+                crops = _cut(images, sample, origins, self.geometry.crop_size).to(self._crops.dtype)
+                self._crops.view(-1, *self._crops.shape[2:]).index_copy_(0, entry, crops)
+            else:
+                rows = sample.unique()
+                self._pool.add(ids.index_select(0, rows), images, rows)
+                if self._owns_pool:
+                    self._pool.keep(self.referenced())
+
+    def referenced(self) -> List[int]:
+        """Sample ids held in the top-k (what a shared :class:`ImagePool` must keep for this layer)."""
+        if self._pool is None:
+            return []
+        ids = self.sample_ids.unique().tolist()
+        return [sample for sample in ids if sample != _EMPTY_ID]
 
     def result(self) -> UnitTopK:
         """The current top-k, entries in rank order."""
         count, k = self._slots.shape
         flat = (self._slots + k * torch.arange(count, device=self._slots.device)[:, None]).flatten()
+        if self._pool is None:
+            crops = self._crops.flatten(0, 1).index_select(0, flat).unflatten(0, (count, k))
+        else:
+            images = self._pool.stack(self.sample_ids.flatten(), (self._in_channels, *self.geometry.image_size),
+                                      self.values.device)  # fmt: skip
+            if self.geometry.crop_size != self.geometry.image_size:
+                origins = self.geometry.crop_origins(self.positions.flatten(0, 1))
+                images = _cut(images, torch.arange(count * k, device=images.device), origins, self.geometry.crop_size)
+            crops = images.unflatten(0, (count, k))
         return UnitTopK(
             layer=self.layer,
             units=self.units,
             values=self.values,
             sample_ids=self.sample_ids,
             positions=self.positions,
-            crops=self._crops.flatten(0, 1).index_select(0, flat).unflatten(0, (count, k)),
+            crops=crops,
             maps=self._maps.flatten(0, 1).index_select(0, flat).unflatten(0, (count, k)),
             samples=self.samples,
             geometry=self.geometry,
@@ -626,8 +739,11 @@ class TopActivationTracker:
     ) -> None:
         param = next(itertools.chain(model.parameters(), model.buffers()), None)
         device = param.device if param is not None else torch.device("cpu")
+        pooled = [name for name, geometry in layers.items() if _pooled(geometry)]
+        self._pool = ImagePool(sum(len(units[name]) for name in pooled) * k)
         self._topk = {
-            name: RunningTopK(name, units[name], k, geometry, in_channels, device) for name, geometry in layers.items()
+            name: RunningTopK(name, units[name], k, geometry, in_channels, device, pool=self._pool)
+            for name, geometry in layers.items()
         }
         self._select = {name: _channel_selector(topk.units) for name, topk in self._topk.items()}
         self._pending: Dict[str, torch.Tensor] = {}
@@ -651,6 +767,8 @@ class TopActivationTracker:
                 raise RuntimeError(f"no forward pass through {missing} since the last batch; the model must be called on the batch")
             for name, topk in self._topk.items():
                 topk.update(self._pending[name], images, sample_ids)
+            if len(self._pool):
+                self._pool.keep(itertools.chain.from_iterable(topk.referenced() for topk in self._topk.values()))
         finally:
             self._pending.clear()
 
