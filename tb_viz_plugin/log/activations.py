@@ -131,12 +131,11 @@ def log_unit_top_k(
         crops = draw.input_rgb(top.crops.flatten(0, 1), to_rgb).reshape(count, k, *geometry.crop_size, 3)
         origins = geometry.crop_origins(top.positions).cpu()
         values, ids, positions = top.values.cpu(), top.sample_ids.cpu(), top.positions.cpu()
+        labels = [draw.label_list(row_values) for row_values in values.tolist()]
+        pictures = draw.top_activation_rows(crops, top.maps, origins, values, geometry.image_size, labels)
         items = []
-        for row, unit in enumerate(top.units.tolist()):
+        for row, (unit, picture) in enumerate(zip(top.units.tolist(), pictures)):
             row_values = values[row].tolist()
-            picture = draw.top_activation_row(
-                crops[row], top.maps[row], origins[row], values[row], geometry.image_size, draw.label_list(row_values)
-            )
             items.append(
                 render.png_item(
                     picture,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from tb_viz_plugin.render import diverging, tile_grid, to_uint8
+from tb_viz_plugin.render import _BACKGROUND, diverging, tile_grid, to_uint8
 
 ToRGB = Callable[[torch.Tensor], torch.Tensor]
 """Maps model inputs ``(N, C, H, W)`` to displayable RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising)."""
@@ -168,22 +168,81 @@ def top_activation_row(
         >>> row.shape
         (44, 128, 3)
     """
-    k, height, width = crops.shape[:3]
+    return top_activation_rows(
+        crops[None], maps[None], origins[None], values[None], image_size, [labels], level=level, min_tile=min_tile
+    )[0]
+
+
+_ROWS_PIXELS = 1 << 22
+"""Upsampled activation pixels rendered at once by :func:`top_activation_rows` (bounds its memory)."""
+
+
+def top_activation_rows(
+    crops: torch.Tensor,
+    maps: torch.Tensor,
+    origins: torch.Tensor,
+    values: torch.Tensor,
+    image_size: Tuple[int, int],
+    labels: Sequence[Sequence[Optional[str]]],
+    *,
+    level: float = 0.5,
+    min_tile: int = 64,
+) -> List[np.ndarray]:
+    """:func:`top_activation_row` for U units at once (the tensor work batched over units).
+
+    Args:
+        crops: ``(U, k, h, w, 3)``; maps ``(U, k, H', W')``; origins ``(U, k, 2)``; values ``(U, k)``.
+        labels: per unit, per patch.
+
+    Returns:
+        U ``uint8`` arrays, one row of ``k`` tiles each.
+    """
+    count, k, height, width = crops.shape[:4]
     scale = _scale_for(height, width, min_tile)
-    tiles = _resize(crops.float().cpu().permute(0, 3, 1, 2).flatten(0, 1), (height * scale, width * scale))
-    tiles = tiles.reshape(k, 3, height * scale, width * scale).permute(0, 2, 3, 1)
-    heat = _resize(maps.float().cpu(), (image_size[0] * scale, image_size[1] * scale), mode="bilinear")
-    values = values.float().cpu()
-    origins = origins.cpu().long() * scale
-    rows = origins[:, 0, None] + torch.arange(height * scale)  # (k, h * scale) input rows of each crop
-    cols = origins[:, 1, None] + torch.arange(width * scale)
-    windows = heat[torch.arange(k)[:, None, None], rows[:, :, None], cols[:, None, :]]  # (k, h', w')
+    tile = (height * scale, width * scale)
+    chunk = max(1, _ROWS_PIXELS // max(1, k * image_size[0] * image_size[1] * scale * scale))
+    rows: List[np.ndarray] = []
+    for start in range(0, count, chunk):
+        part = slice(start, start + chunk)
+        canvases = _patch_rows(crops[part], maps[part], origins[part], values[part], image_size, scale, level)
+        rows += [_label_tiles(canvas, tile, k, labels[start + i]) for i, canvas in enumerate(canvases)]
+    return rows
+
+
+def _patch_rows(
+    crops: torch.Tensor,
+    maps: torch.Tensor,
+    origins: torch.Tensor,
+    values: torch.Tensor,
+    image_size: Tuple[int, int],
+    scale: int,
+    level: float,
+) -> np.ndarray:
+    """The unlabelled rows ``(U, H_row, W_row, 3)`` ``uint8`` of :func:`top_activation_rows`."""
+    count, k, height, width = crops.shape[:4]
+    n, (th, tw) = count * k, (height * scale, width * scale)
+    tiles = crops.float().cpu().flatten(0, 1)
+    if scale > 1:
+        tiles = _resize(tiles.permute(0, 3, 1, 2).flatten(0, 1), (th, tw)).reshape(n, 3, th, tw).permute(0, 2, 3, 1)
+    heat = _resize(maps.float().cpu().flatten(0, 1), (image_size[0] * scale, image_size[1] * scale), mode="bilinear")
+    values = values.float().cpu().flatten()
+    if heat.shape[1:] == (th, tw):
+        windows = heat  # the crops are the whole image
+    else:
+        origins = origins.cpu().long().flatten(0, 1) * scale
+        rows = origins[:, 0, None] + torch.arange(th)  # (n, th) input rows of each crop
+        cols = origins[:, 1, None] + torch.arange(tw)
+        windows = heat[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]  # (n, th, tw)
     masks = (windows >= level * values[:, None, None]) & (values > 0)[:, None, None]
-    edges = _outline(masks, max(1, (height * scale) // 64))
+    edges = _outline(masks, max(1, th // 64))
     tiles = torch.where(edges[..., None], torch.tensor(OUTLINE), tiles)
-    tiles[~torch.isfinite(values)] = 0.2
-    canvas = to_uint8(tile_grid(tiles, ncols=k, gap=_GAP, row_gap=_GAP))
-    return _label_tiles(canvas, (height * scale, width * scale), k, labels)
+    tiles[~torch.isfinite(values)] = _BACKGROUND
+    canvas = torch.full((count, th + 2 * _GAP, k * (tw + _GAP) + _GAP, 3), _BACKGROUND)
+    tiles = tiles.reshape(count, k, th, tw, 3)
+    for j in range(k):
+        x = _GAP + j * (tw + _GAP)
+        canvas[:, _GAP : _GAP + th, x : x + tw] = tiles[:, j]
+    return to_uint8(canvas)
 
 
 def label_list(values: Sequence[float], template: str = "{:.3g}") -> List[Optional[str]]:
