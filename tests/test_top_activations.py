@@ -166,3 +166,20 @@ def test_trained_demo_units_prefer_the_objects(trained_demo):
     area = masks.float().mean().item()
     assert rf.size == (40, 40) and rf.stride == (8, 8)
     assert on_object > 2.5 * area, (on_object, area)
+
+
+def test_ddp_gather_packing_round_trips_every_field():
+    """What ranks exchange (two flat tensors for all layers) unpacks to the same results."""
+    from tb_viz_plugin.callbacks.top_activations import _pack, _unpack
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 5, 3, stride=2))
+    results = top_activations(net, torch.randn(10, 3, 12, 12).split(4), ["1", "2"], units=3, k=4)
+    floats, ints = _pack(results)
+    assert floats.dtype == torch.float32 and ints.dtype == torch.long and floats.dim() == ints.dim() == 1
+    back = _unpack(results, floats, ints)
+    for name, top in results.items():
+        assert back[name].samples == top.samples == 10
+        for field in ("values", "sample_ids", "positions", "crops", "maps"):
+            assert torch.equal(getattr(back[name], field), getattr(top, field)), (name, field)
+            assert getattr(back[name], field).dtype == getattr(top, field).dtype

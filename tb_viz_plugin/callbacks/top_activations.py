@@ -194,20 +194,20 @@ class TopActivations(VizCallback):
 
     @staticmethod
     def _gather(trainer: "pl.Trainer", pl_module: "pl.LightningModule", results: Dict[str, UnitTopK]) -> Dict[str, UnitTopK]:
-        """Every rank's shard gathered (every rank calls the same collectives); merged on rank 0."""
+        """Every rank's shard gathered (every rank calls the same collectives); merged on rank 0.
+
+        All layers' fields travel in two ``all_gather`` calls, one of floats (values, crops, maps)
+        and one of integers (ids, positions, sample counts), packed flat in a fixed order; their
+        sizes depend only on the layers, units, k and input size, so they match on every rank.
+        """
         if trainer.world_size == 1:
             return results
-        merged = {}
-        for name, top in results.items():
-            shards = {field: pl_module.all_gather(getattr(top, field)) for field in UnitTopK.SHARDED}
-            samples = pl_module.all_gather(torch.tensor(top.samples, device=top.values.device))
-            if trainer.is_global_zero:
-                parts = [
-                    dataclasses.replace(top, samples=int(samples[r]), **{f: t[r] for f, t in shards.items()})
-                    for r in range(trainer.world_size)
-                ]
-                merged[name] = merge_top_k(parts)
-        return merged
+        floats, ints = _pack(results)
+        all_floats, all_ints = pl_module.all_gather(floats), pl_module.all_gather(ints)
+        if not trainer.is_global_zero:
+            return {}
+        shards = [_unpack(results, all_floats[r], all_ints[r]) for r in range(trainer.world_size)]
+        return {name: merge_top_k([shard[name] for shard in shards]) for name in results}
 
     def _stop(self) -> None:
         """Remove the hooks and drop the running state (idempotent)."""
@@ -222,3 +222,34 @@ class TopActivations(VizCallback):
     @override
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         self._stop()
+
+
+_FLOAT_FIELDS = ("values", "crops", "maps")
+_INT_FIELDS = ("sample_ids", "positions")
+
+
+def _pack(results: Dict[str, UnitTopK]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """All layers' shard fields as one flat float32 tensor and one flat int64 tensor (for two gathers)."""
+    floats = [getattr(top, f).float().flatten() for top in results.values() for f in _FLOAT_FIELDS]
+    device = next(iter(results.values())).values.device
+    ints = [getattr(top, f).long().flatten() for top in results.values() for f in _INT_FIELDS]
+    ints.append(torch.tensor([top.samples for top in results.values()], dtype=torch.long, device=device))
+    return torch.cat(floats), torch.cat(ints)
+
+
+def _unpack(like: Dict[str, UnitTopK], floats: torch.Tensor, ints: torch.Tensor) -> Dict[str, UnitTopK]:
+    """One rank's :func:`_pack` output back into results shaped like ``like``."""
+    out: Dict[str, Any] = {name: {} for name in like}
+    offsets = {torch.float32: 0, torch.long: 0}
+    for flat, fields in ((floats, _FLOAT_FIELDS), (ints, _INT_FIELDS)):
+        for name, top in like.items():
+            for field in fields:
+                template = getattr(top, field)
+                start = offsets[flat.dtype]
+                out[name][field] = flat[start : start + template.numel()].view(template.shape).to(template.dtype)
+                offsets[flat.dtype] = start + template.numel()
+    samples = ints[offsets[torch.long] :].tolist()
+    return {
+        name: dataclasses.replace(top, samples=int(count), **out[name])
+        for (name, top), count in zip(like.items(), samples)
+    }
