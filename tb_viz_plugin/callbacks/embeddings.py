@@ -12,7 +12,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch.utils.data import IterableDataset, RandomSampler
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.base import VizCallback, misconfiguration
+from tb_viz_plugin.callbacks.base import VizCallback, all_gather, misconfiguration
 from tb_viz_plugin.callbacks.probes import ProbeImages, evenly_spaced, first_val_loader, validation_dataset
 from tb_viz_plugin.log.embeddings import METHODS, log_embeddings
 from tb_viz_plugin.methods import EmbeddingCapture, LayerNotFoundError
@@ -328,7 +328,7 @@ def _gather(
     device = pl_module.device
     count, dim = len(keys), (features.shape[1] if features.dim() == 2 else 0)
     local = torch.tensor([count, dim, int(predicted is not None), int(failed)], device=device)
-    sizes = pl_module.all_gather(local).reshape(-1, 4).cpu()
+    sizes = all_gather(local, trainer.world_size).reshape(-1, 4).cpu()
     most, dim = int(sizes[:, 0].max()), int(sizes[:, 1].max())
     with_predictions = bool(sizes[:, 2][sizes[:, 0] > 0].all())
 
@@ -338,11 +338,11 @@ def _gather(
             out[: len(value)] = value.to(device=device, dtype=dtype)
         return out
 
-    all_keys = pl_module.all_gather(padded(keys, (most,), torch.long)).reshape(-1, most)
-    all_features = pl_module.all_gather(padded(features.reshape(count, dim), (most, dim), torch.float32))
+    all_keys = all_gather(padded(keys, (most,), torch.long), trainer.world_size).reshape(-1, most)
+    all_features = all_gather(padded(features.reshape(count, dim), (most, dim), torch.float32), trainer.world_size)
     all_features = all_features.reshape(-1, most, dim)
     pred = predicted if predicted is not None else torch.zeros(count, dtype=torch.long)
-    all_pred = pl_module.all_gather(padded(pred, (most,), torch.long)).reshape(-1, most)
+    all_pred = all_gather(padded(pred, (most,), torch.long), trainer.world_size).reshape(-1, most)
     counts = sizes[:, 0].tolist()
     keys = torch.cat([all_keys[r, :c] for r, c in enumerate(counts)])
     features = torch.cat([all_features[r, :c] for r, c in enumerate(counts)])

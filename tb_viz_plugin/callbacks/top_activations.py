@@ -12,7 +12,7 @@ from torch.utils.data import DistributedSampler, SequentialSampler
 from typing_extensions import override
 
 from tb_viz_plugin.callbacks.activation_maps import resolve_activation_layers
-from tb_viz_plugin.callbacks.base import VizCallback, check_layer_names, check_positive
+from tb_viz_plugin.callbacks.base import VizCallback, all_gather, check_layer_names, check_positive
 from tb_viz_plugin.callbacks.probes import _split_sample, first_val_loader, validation_dataset
 from tb_viz_plugin.log import log_unit_top_k
 from tb_viz_plugin.methods.activations import (
@@ -203,7 +203,7 @@ class TopActivations(VizCallback):
         if trainer.world_size == 1:
             return results
         floats, ints = _pack(results)
-        all_floats, all_ints = pl_module.all_gather(floats), pl_module.all_gather(ints)
+        all_floats, all_ints = all_gather(floats, trainer.world_size), all_gather(ints, trainer.world_size)
         if not trainer.is_global_zero:
             return {}
         shards = [_unpack(results, all_floats[r], all_ints[r]) for r in range(trainer.world_size)]
