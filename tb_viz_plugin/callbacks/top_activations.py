@@ -240,15 +240,14 @@ def _pack(results: Dict[str, UnitTopK]) -> Tuple[torch.Tensor, torch.Tensor]:
 def _unpack(like: Dict[str, UnitTopK], floats: torch.Tensor, ints: torch.Tensor) -> Dict[str, UnitTopK]:
     """One rank's :func:`_pack` output back into results shaped like ``like``."""
     out: Dict[str, Any] = {name: {} for name in like}
-    offsets = {torch.float32: 0, torch.long: 0}
     for flat, fields in ((floats, _FLOAT_FIELDS), (ints, _INT_FIELDS)):
+        start = 0
         for name, top in like.items():
             for field in fields:
                 template = getattr(top, field)
-                start = offsets[flat.dtype]
                 out[name][field] = flat[start : start + template.numel()].view(template.shape).to(template.dtype)
-                offsets[flat.dtype] = start + template.numel()
-    samples = ints[offsets[torch.long] :].tolist()
+                start += template.numel()
+    samples = ints[start:].tolist()  # after the last integer field: one count per layer
     return {
         name: dataclasses.replace(top, samples=int(count), **out[name])
         for (name, top), count in zip(like.items(), samples)
