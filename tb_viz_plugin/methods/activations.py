@@ -7,8 +7,9 @@
   the k samples whose maximum spatial activation is highest, merged batch by batch on the model's
   device. Memory is O(layers x units x k), whatever the number of samples: only the current top-k's
   input crops are kept (for receptive fields of at least half the image, the whole images, once per
-  sample, shared by all units and layers: an :class:`ImagePool`). :func:`merge_top_k` merges shards (DDP ranks) into the result one
-  process would give: ranks are ordered by value (descending), then sample id (ascending).
+  sample, shared by all units and layers: an :class:`ImagePool`). :func:`merge_top_k` merges
+  shards (DDP ranks) into the result one process would give: ranks are ordered by value
+  (descending), then sample id (ascending).
 - :func:`top_activations`: the same over an iterable of image batches, for plain PyTorch.
 """
 
