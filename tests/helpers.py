@@ -131,6 +131,14 @@ def wait_for_json(url: str, ready: Callable[[dict], bool], timeout: float = 60.0
         time.sleep(0.25)
 
 
+@contextlib.contextmanager
+def serve_runs(logdir: str, runs: int, load_fast: str = "false") -> Iterator[str]:
+    """``serve_tensorboard``, yielding its URL once the tab's tag list shows ``runs`` runs."""
+    with serve_tensorboard(logdir, load_fast) as url:
+        wait_for_json(url + "data/plugin/tb_viz/tags", lambda body: len(body["runs"]) == runs)
+        yield url
+
+
 def tiny_module():
     """A LightningModule around ``tiny_net`` on fixed random data (Lightning's BoringModel idea)."""
     import pytorch_lightning as pl

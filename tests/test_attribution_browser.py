@@ -9,7 +9,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tb_viz_plugin import log_attributions
 from tb_viz_plugin.methods import attribute
 
-from tests.helpers import open_tab, serve_tensorboard, tiny_net, wait_for_json
+from tests.helpers import open_tab, serve_runs, tiny_net
 
 XSS = "<img src=x onerror=alert(1)>"
 CLASSES = ["circle", XSS, "square", "star"]
@@ -34,8 +34,7 @@ def tensorboard_url(tmp_path_factory):
     logdir = str(tmp_path_factory.mktemp("attributions"))
     _write_run(logdir, "run_a", [0, 10], seed=0)
     _write_run(logdir, "run_b", [10], seed=1)
-    with serve_tensorboard(logdir, "false") as url:
-        wait_for_json(url + "data/plugin/tb_viz/tags", lambda body: len(body["runs"]) == 2)
+    with serve_runs(logdir, 2) as url:
         yield url
 
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.helpers import open_tab, serve_tensorboard, wait_for_json, write_filter_run
+from tests.helpers import open_tab, serve_runs, write_filter_run
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -19,8 +19,7 @@ def tensorboard_url(tmp_path_factory):
     write_filter_run(logdir, "run_a", steps=[0, 10, 20], seed=0)
     write_filter_run(logdir, "run_b", steps=[0, 10, 20, 30], seed=1)
     write_filter_run(logdir, XSS, steps=[5], seed=2)
-    with serve_tensorboard(logdir, "false") as url:
-        wait_for_json(url + "data/plugin/tb_viz/tags", lambda body: len(body["runs"]) == 3)
+    with serve_runs(logdir, 3) as url:
         yield url
 
 

@@ -224,8 +224,8 @@ class TopActivations(VizCallback):
         self._stop()
 
 
-_FLOAT_FIELDS = ("values", "crops", "maps")
 _INT_FIELDS = ("sample_ids", "positions")
+_FLOAT_FIELDS = tuple(field for field in UnitTopK.SHARDED if field not in _INT_FIELDS)
 
 
 def _pack(results: Dict[str, UnitTopK]) -> Tuple[torch.Tensor, torch.Tensor]:
