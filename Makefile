@@ -7,7 +7,7 @@ LOGDIR ?= logs/demo
 DEMO_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test chromium screenshot clean
+.PHONY: install demo test test-quick chromium screenshot clean
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,8 +23,13 @@ chromium:
 demo: install
 	$(PY) -m tb_viz_plugin.demo --logdir $(LOGDIR) $(DEMO_ARGS)
 
+# The whole suite plus the package's docstring examples (pytest.ini: testpaths, --doctest-modules).
 test: install chromium
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests tb_viz_plugin
+
+# The quick part: everything but the tests marked slow (DDP, the trained demo, peer libraries).
+test-quick: install chromium
+	$(PY) -m pytest -m "not slow" tests tb_viz_plugin
 
 # Re-take the README's screenshot (docs/screenshot.png) from two fresh demo runs.
 screenshot: install chromium

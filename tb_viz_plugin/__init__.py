@@ -3,8 +3,9 @@
 Importing this package is cheap and torch-free (TensorBoard imports it at start-up). The
 torch-side functions are loaded on first use:
 
-- ``tb_viz_plugin.log_filters(writer, model, step, layers=None)`` and the other ``log_*``
-  functions: plain-PyTorch logging through a ``SummaryWriter``.
+- ``tb_viz_plugin.log_filters(writer, model, step, layers=None)`` and the other ``log_<kind>``
+  functions compute a view and write it through a ``SummaryWriter``; the ``write_<kind>``
+  functions write results computed elsewhere (see ``tb_viz_plugin.log``).
 - ``tb_viz_plugin.callbacks``: Lightning callbacks (``FilterGrid``, ``TopActivations``, ...).
 - ``tb_viz_plugin.methods``, ``tb_viz_plugin.render``: the computations and the image rendering.
 """
@@ -21,6 +22,13 @@ _LAZY = {name: "tb_viz_plugin.log" for name in (
     "log_embeddings",
     "log_activation_maximization",
     "log_deepdream",
+    "write_filters",
+    "write_activation_maps",
+    "write_top_activations",
+    "write_attributions",
+    "write_embeddings",
+    "write_activation_maximization",
+    "write_deepdream",
 )}
 
 

@@ -3,7 +3,7 @@
 Torch-free on purpose: the TensorBoard side imports this module, and TensorBoard start-up must
 stay fast. See ``FORMAT.md`` beside this file for the format written down.
 
-One tag = one visualization (e.g. ``filters/features.0``). Every event of a tag is a blob
+One tag = one visualization, named ``<kind>/<what>`` (e.g. ``filters/features.0``). Every event of a tag is a blob
 sequence: blob 0 is a JSON *manifest* (step-level metadata and one entry per item), blobs 1..n
 are the encoded images of the n items. The tag's plugin content (stored with the tag's first
 event) is a small JSON object with the format ``version`` and the tag's ``kind``.
@@ -33,7 +33,8 @@ KINDS = (
     "top_activations",
     "attributions",
     "embeddings",
-    "optimized_images",
+    "activation_maximization",
+    "deepdream",
 )
 """Kinds known to this version. Readers show unknown kinds generically (images + captions)."""
 

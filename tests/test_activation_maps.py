@@ -9,8 +9,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tb_viz_plugin import log_activation_maps
 from tb_viz_plugin.callbacks import ActivationMaps
 from tb_viz_plugin.callbacks.probes import evenly_spaced
-from tb_viz_plugin.methods.activations import capture_activations, select_channels
-from tb_viz_plugin.render.activations import activation_grid
+from tb_viz_plugin.methods import capture_activations, select_units
+from tb_viz_plugin.render.activation_maps import activation_grid
 from tensorboard import context as tb_context
 
 from tests.helpers import guard_side_effects, hook_count, make_plugin, tiny_module, tiny_trainer
@@ -20,7 +20,7 @@ CTX = tb_context.RequestContext()
 
 def test_callback_logs_the_most_active_channels_of_the_probe_images(tmp_path):
     violations: list = []
-    callback = guard_side_effects(ActivationMaps(layers=["net.0.1", "net.0.3"], num_images=3, channels=4), violations)
+    callback = guard_side_effects(ActivationMaps(layers=["net.0.1", "net.0.3"], num_images=3, units=4), violations)
     module = tiny_module()
     trainer = tiny_trainer(tmp_path, [callback])
     trainer.fit(module)
@@ -40,7 +40,7 @@ def test_callback_logs_the_most_active_channels_of_the_probe_images(tmp_path):
     module.eval()
     with torch.no_grad():
         maps = capture_activations(module, probes, ["net.0.3"])["net.0.3"]
-    expected = select_channels(maps, 4).tolist()
+    expected = select_units(maps, 4).tolist()
     assert all(item["channels"] == expected for item in answer["items"])
     assert answer["meta"]["channels_total"] == 12 and answer["meta"]["feature_shape"] == [12, 16, 16]
     peaks = maps[:, expected].flatten(2).abs().max(2).values
@@ -71,7 +71,7 @@ def test_plain_function_with_chosen_channels(tmp_path):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
     writer = SummaryWriter(str(tmp_path / "run"))
-    tags = log_activation_maps(writer, net, torch.randn(2, 1, 12, 12), 7, ["1", "2"], channels=[5, 0], names=["a", "b"])
+    tags = log_activation_maps(writer, net, torch.randn(2, 1, 12, 12), 7, ["1", "2"], units=[5, 0], captions=["a", "b"])
     writer.close()
     assert tags == ["activation_maps/1", "activation_maps/2"]
     plugin, _ = make_plugin(str(tmp_path))
@@ -84,7 +84,7 @@ def test_plain_function_with_chosen_channels(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [(dict(num_images=0), "num_images"), (dict(channels=0), "channels"), (dict(channels=[]), "channels"),
+    [(dict(num_images=0), "num_images"), (dict(units=0), "units"), (dict(units=[]), "units"),
      (dict(indices=[]), "indices"), (dict(layers=[3]), "layers")],
 )
 def test_bad_arguments_fail_at_construction(kwargs, match):

@@ -24,7 +24,7 @@ def _write_run(logdir: str, run: str, steps, seed: int) -> None:
             with torch.no_grad():
                 for p in net.parameters():
                     p.add_(0.3 * torch.randn(p.shape, generator=generator))
-            log_activation_maps(writer, net, data[:3], step, ["0.1"], channels=6)
+            log_activation_maps(writer, net, data[:3], step, ["0.1"], units=6)
             log_top_activations(writer, net, data.split(10), step, ["0.3"], units=UNITS, k=5)
     finally:
         writer.close()

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tb_viz_plugin.methods.activations import (
+from tb_viz_plugin.methods import (
     LayerHooks,
     RunningTopK,
     TopActivationTracker,
@@ -13,7 +13,7 @@ from tb_viz_plugin.methods.activations import (
     check_units,
     measure_layer,
     merge_top_k,
-    select_channels,
+    select_units,
     top_activations,
 )
 
@@ -217,4 +217,4 @@ def test_unit_and_channel_choices():
     maps = torch.zeros(2, 5, 3, 3)
     maps[:, 3] = 2.0
     maps[:, 1] = 1.0
-    assert select_channels(maps, 2).tolist() == [3, 1]
+    assert select_units(maps, 2).tolist() == [3, 1]

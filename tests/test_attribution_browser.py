@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from tb_viz_plugin import log_attributions
+from tb_viz_plugin import write_attributions
 from tb_viz_plugin.methods import attribute
 
 from tests.helpers import open_tab, serve_runs, tiny_net
@@ -14,7 +14,7 @@ from tests.helpers import open_tab, serve_runs, tiny_net
 XSS = "<img src=x onerror=alert(1)>"
 CLASSES = ["circle", XSS, "square", "star"]
 METHODS = ["grad_cam", "saliency", "occlusion"]
-TAG = "attributions/predicted"
+TAG = "attributions/0.3/predicted"
 
 
 def _write_run(logdir, run, steps, seed):
@@ -24,7 +24,7 @@ def _write_run(logdir, run, steps, seed):
         for step in steps:
             net = tiny_net(seed + step)
             result = attribute(net, images, METHODS, options={"occlusion": {"window": 8, "stride": 4}})
-            log_attributions(writer, result, images, step, labels=torch.tensor([0, 1, 2]), class_names=CLASSES)
+            write_attributions(writer, result, images, step, labels=torch.tensor([0, 1, 2]), class_names=CLASSES)
     finally:
         writer.close()
 

@@ -46,11 +46,12 @@ def _validate(logdir, **trainer_kwargs):
     trainer.validate(SmallClassifier(), verbose=False)
 
 
+@pytest.mark.slow  # two spawned processes
 @pytest.mark.timeout(240)
 def test_ddp_logs_the_single_process_maps(tmp_path):
     _validate(tmp_path / "ddp", accelerator="cpu", devices=2, strategy="ddp_spawn")
     _validate(tmp_path / "single", accelerator="cpu", devices=1)
-    answers = [make_plugin(str(tmp_path / run))[0].items_impl(CTX, "", "run/v0", "attributions/predicted", 0) for run in ("ddp", "single")]
+    answers = [make_plugin(str(tmp_path / run))[0].items_impl(CTX, "", "run/v0", "attributions/net.1/predicted", 0) for run in ("ddp", "single")]
     assert answers[0]["meta"] == answers[1]["meta"]  # same probes, classes, probabilities, layers
     strip = [[{k: v for k, v in item.items() if k != "url"} for item in answer["items"]] for answer in answers]
     assert strip[0] == strip[1]  # same raw ranges per map

@@ -19,7 +19,7 @@ from tb_viz_plugin.methods import (
     smooth_grad,
 )
 from tb_viz_plugin.methods.attribution.cams import Cam, GradCam
-from tb_viz_plugin.methods.attribution.hooks import LayerCapture
+from tb_viz_plugin.methods.hooks import LayerHooks
 from tb_viz_plugin.methods.attribution.perturbation import window_starts
 
 from tests.helpers import hook_count, tiny_net
@@ -150,7 +150,7 @@ def test_cam_without_a_pooling_linear_head_says_what_is_missing(head, match):
 def test_cam_decomposes_the_logit_and_matches_grad_cam_up_to_a_factor():
     net = tiny_net(0).eval()
     images = _images()
-    with LayerCapture(net, ["0.3"]) as capture:
+    with LayerHooks(net, ["0.3"], feature_maps=True, clone=True) as capture:
         logits = net(images)
     targets = logits.argmax(1)
     features = capture.tensors["0.3"]

@@ -24,6 +24,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from tb_viz_plugin.methods import attribute
 
+pytestmark = pytest.mark.slow  # the trained demo model and torchvision models through three libraries
+
 METHODS = ["grad_cam", "grad_cam_plus_plus", "layer_cam", "guided_grad_cam", "saliency", "guided_backprop",
            "integrated_gradients", "occlusion"]  # fmt: skip
 IG_STEPS = 4

@@ -7,10 +7,13 @@ whose object masks are known. Set ``TB_VIZ_REPORT=1`` to print the figures.
 import copy
 import os
 
+import pytest
 import torch
 
 from tb_viz_plugin.demo.model import CAM_LAYER, ShapesModule
 from tb_viz_plugin.methods import attribute
+
+pytestmark = pytest.mark.slow  # the trained demo model
 
 CHUNK = 200
 

@@ -84,7 +84,7 @@ def test_runtime_failure_warns_and_training_goes_on(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("renderer exploded")
 
-    monkeypatch.setattr("tb_viz_plugin.render.filter_grid", broken)
+    monkeypatch.setattr("tb_viz_plugin.render.filters.filter_grid", broken)
     trainer = tiny_trainer(tmp_path, [FilterGrid()])
     with pytest.warns(UserWarning, match="renderer exploded.*strict=True"):
         trainer.fit(tiny_module())

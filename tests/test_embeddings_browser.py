@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from tb_viz_plugin import log_embeddings
+from tb_viz_plugin import write_embeddings
+from tb_viz_plugin.methods import embed
 
 from tests.helpers import open_tab, serve_runs
 
@@ -31,8 +32,9 @@ def _write_run(logdir, run, seed):
     for step, separation in ((0, 0.2), (10, 2.0), (20, 6.0)):
         features = noise + separation * torch.nn.functional.one_hot(labels, 16).float()
         predicted = torch.where(torch.arange(N) < 12 - step // 2, (labels + 1) % 3, labels)
-        previous = log_embeddings(writer, TAG, features, step, labels=labels, predicted=predicted, images=images,
-                                  class_names=NAMES, reference=previous, projector=False)
+        previous = embed(features, labels=labels, reference=None if previous is None else previous.points)
+        write_embeddings(writer, "penultimate", previous, step, labels=labels, predicted=predicted, images=images,
+                         to_rgb=lambda x: x, class_names=NAMES, projector=False)
     writer.close()
 
 

@@ -17,6 +17,7 @@ class SpawnableModule(type(tiny_module())):
     """``tiny_module``'s class under a module-level name, so that ddp_spawn can pickle it."""
 
 
+@pytest.mark.slow  # two spawned processes
 @pytest.mark.timeout(240)
 def test_ddp_spawn_gathers_every_rank_s_shard_before_rank_zero_logs(tmp_path):
     module = SpawnableModule()

@@ -1,5 +1,5 @@
-"""log_embeddings: the Projector's files and config (read back by TensorBoard's own Projector plugin),
-and the manifest the scatter view reads."""
+"""write_embeddings / log_embeddings: the Projector's files and config (read back by TensorBoard's own
+Projector plugin), and the manifest the scatter view reads."""
 
 import io
 import json
@@ -13,18 +13,25 @@ from torch.utils.tensorboard import SummaryWriter
 from werkzeug import test as werkzeug_test
 from werkzeug import wrappers
 
-from tb_viz_plugin import log_embeddings
-from tb_viz_plugin.methods import knn_accuracy, procrustes_align, silhouette
+from tb_viz_plugin import log_embeddings, write_embeddings
+from tb_viz_plugin.methods import embed, knn_accuracy, procrustes_align, silhouette
 from tensorboard import context as tb_context
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 from tensorboard.plugins import base_plugin
 from tensorboard.plugins.projector.projector_plugin import ProjectorPlugin
 
-from tests.helpers import make_plugin
+from tests.helpers import make_plugin, tiny_net
 
 CTX = tb_context.RequestContext()
 NAMES = ["circle", "square", "tri\tangle"]  # a tab must not break the metadata TSV
+
+
+def _write(writer, source, features, step, *, labels=None, reference=None, method="pca", **kwargs):
+    """The map of ``features`` (``methods.embed``) written by ``write_embeddings``; returns the points."""
+    result = embed(features, method=method, labels=labels, reference=reference)
+    write_embeddings(writer, source, result, step, labels=labels, **kwargs)
+    return result.points
 
 
 def _samples(n=30, dim=8, seed=0):
@@ -59,9 +66,9 @@ def test_projector_reads_one_entry_per_step_with_tensors_metadata_and_sprite(tmp
     features, labels, predicted, images = _samples()
     writer = SummaryWriter(run_dir)
     for step in (0, 5, 10):
-        log_embeddings(writer, "embeddings/penultimate", features + step, step, labels=labels,
-                       predicted=predicted, images=images, class_names=NAMES)
-    log_embeddings(writer, "embeddings/conv", features[:, :4], 5)  # a second tag, no extras
+        _write(writer, "penultimate", features + step, step, labels=labels, predicted=predicted, images=images,
+               to_rgb=lambda x: x, class_names=NAMES)
+    _write(writer, "conv", features[:, :4], 5)  # a second tag, no extras
     writer.close()
 
     assert _config_names(run_dir) == [
@@ -94,33 +101,33 @@ def test_repeated_step_and_a_second_writer_keep_one_entry_per_step(tmp_path, cap
     run_dir = str(tmp_path)
     features, labels, _, _ = _samples()
     writer = SummaryWriter(run_dir)
-    log_embeddings(writer, "emb", features, 0, labels=labels)
-    log_embeddings(writer, "emb", features, 4, labels=labels)
-    log_embeddings(writer, "emb", features * 2, 4, labels=labels)  # e.g. trainer.validate() after fit
+    _write(writer, "emb", features, 0, labels=labels)
+    _write(writer, "emb", features, 4, labels=labels)
+    _write(writer, "emb", features * 2, 4, labels=labels)  # e.g. trainer.validate() after fit
     writer.close()
-    assert _config_names(run_dir) == ["emb:00000", "emb:00004"]
+    assert _config_names(run_dir) == ["embeddings/emb:00000", "embeddings/emb:00004"]
     assert "warning" not in capsys.readouterr().out
-    tensors = np.loadtxt(os.path.join(run_dir, "00004", "emb", "tensors.tsv"))
+    tensors = np.loadtxt(os.path.join(run_dir, "00004", "embeddings%2femb", "tensors.tsv"))
     np.testing.assert_allclose(tensors, (features * 2).numpy(), rtol=1e-6)  # the newest files
 
     resumed = SummaryWriter(run_dir)  # a resumed run: a new writer on the same directory
-    log_embeddings(resumed, "emb", features, 8, labels=labels)
+    _write(resumed, "emb", features, 8, labels=labels)
     resumed.close()
-    assert _config_names(run_dir) == ["emb:00000", "emb:00004", "emb:00008"]
+    assert _config_names(run_dir) == ["embeddings/emb:00000", "embeddings/emb:00004", "embeddings/emb:00008"]
 
 
 def test_manifest_holds_the_map_labels_quality_and_the_sprite(tmp_path):
     features, labels, predicted, images = _samples()
     writer = SummaryWriter(str(tmp_path / "run"))
-    first = log_embeddings(writer, "emb", features, 1, labels=labels, predicted=predicted, images=images,
-                           class_names=NAMES, indices=range(100, 130), projector=False)
-    flipped = log_embeddings(writer, "emb", -features, 2, labels=labels, projector=False)
-    aligned = log_embeddings(writer, "emb", -features, 3, labels=labels, reference=first, projector=False)
+    first = _write(writer, "emb", features, 1, labels=labels, predicted=predicted, images=images, class_names=NAMES,
+                   indices=range(100, 130), projector=False)
+    flipped = _write(writer, "emb", -features, 2, labels=labels, projector=False)
+    aligned = _write(writer, "emb", -features, 3, labels=labels, reference=first, projector=False)
     writer.close()
     assert not os.path.exists(tmp_path / "run" / "projector_config.pbtxt")
 
     plugin, _ = make_plugin(str(tmp_path))
-    answer = plugin.items_impl(CTX, "", "run", "emb", 1)
+    answer = plugin.items_impl(CTX, "", "run", "embeddings/emb", 1)
     meta = answer["meta"]
     assert answer["kind"] == "embeddings" and meta["method"] == "pca" and meta["aligned"] is False
     assert meta["num_samples"] == 30 and meta["feature_dim"] == 8 and meta["indices"] == list(range(100, 130))
@@ -138,15 +145,38 @@ def test_manifest_holds_the_map_labels_quality_and_the_sprite(tmp_path):
     # PCA's signs: negated features give the mirrored map; aligned to the previous map, the same map
     assert torch.allclose(flipped, -first, atol=1e-4)
     assert torch.allclose(aligned, first, atol=1e-4)
-    assert plugin.items_impl(CTX, "", "run", "emb", 3)["meta"]["aligned"] is True
+    assert plugin.items_impl(CTX, "", "run", "embeddings/emb", 3)["meta"]["aligned"] is True
     assert torch.allclose(procrustes_align(first), first, atol=1e-5)  # already standardised
+
+
+def test_log_embeddings_extracts_the_model_s_own_features_and_aligns_steps(tmp_path):
+    from tb_viz_plugin.methods import extract_embeddings
+
+    net = tiny_net().eval()
+    images = torch.randn(12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(12) % 4
+    writer = SummaryWriter(str(tmp_path / "run"))
+    first = log_embeddings(writer, net, images, 0, labels=labels)
+    second = log_embeddings(writer, net, -images, 1, labels=labels, reference=first, projector=False)
+    conv = log_embeddings(writer, net, images, 0, layers=["0.2"], projector=False, name="conv")
+    writer.close()
+    features, predicted = extract_embeddings(net, images)
+    plugin, _ = make_plugin(str(tmp_path))
+    assert sorted(plugin.tags_impl(CTX, "")["run"]) == ["embeddings/0.2/conv", "embeddings/1.input"]
+    meta = plugin.items_impl(CTX, "", "run", "embeddings/1.input", 0)["meta"]
+    assert meta["predicted"] == predicted.tolist() and meta["feature_dim"] == 12 and meta["labels"] == labels.tolist()
+    logged = np.loadtxt(os.path.join(tmp_path, "run", "00000", "embeddings%2f1.input", "tensors.tsv"))
+    np.testing.assert_allclose(logged, features.numpy(), rtol=1e-5, atol=1e-6)
+    assert plugin.items_impl(CTX, "", "run", "embeddings/1.input", 1)["meta"]["aligned"] is True
+    assert tuple(second.shape) == (12, 2) and tuple(conv.shape) == (12, 2)
 
 
 @pytest.mark.parametrize(
     "kwargs,match",
     [
         (dict(labels=torch.zeros(5, dtype=torch.long)), "labels must have shape"),
-        (dict(images=torch.zeros(30, 1, 4, 4)), "images must have shape"),
+        (dict(images=torch.zeros(5, 3, 4, 4)), "images must have shape"),
+        (dict(images=torch.zeros(30, 2, 4, 4)), "2 channels need a to_rgb"),
         (dict(indices=[1, 2]), "2 indices for 30 samples"),
         (dict(method="umap"), "method must be one of"),
     ],
@@ -154,5 +184,5 @@ def test_manifest_holds_the_map_labels_quality_and_the_sprite(tmp_path):
 def test_bad_inputs_are_refused(tmp_path, kwargs, match):
     writer = SummaryWriter(str(tmp_path))
     with pytest.raises(ValueError, match=match):
-        log_embeddings(writer, "emb", torch.randn(30, 4), 0, **kwargs)
+        _write(writer, "emb", torch.randn(30, 4), 0, **kwargs)
     writer.close()

@@ -96,11 +96,11 @@ def test_silhouette_matches_scikit_learn(spread):
 
 
 def test_metrics_in_blocks_equal_one_block(monkeypatch):
-    import tb_viz_plugin.methods.embeddings as embeddings
+    import tb_viz_plugin.methods.embeddings.quality as quality
 
     x, y = _clusters(spread=3.0, seed=5)
     whole = knn_accuracy(x, y), silhouette(x, y)
-    monkeypatch.setattr(embeddings, "_CHUNK", 7)
+    monkeypatch.setattr(quality, "_CHUNK", 7)
     assert (knn_accuracy(x, y), silhouette(x, y)) == pytest.approx(whole)
 
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from tb_viz_plugin import render, summary
-from tb_viz_plugin.log import log_items
+from tb_viz_plugin.log import write_items
 
 from tensorboard import context as tb_context
 
@@ -53,7 +53,7 @@ def test_generic_items_keep_captions_and_meta(tmp_path):
     writer = SummaryWriter(str(tmp_path / "r"))
     images = [np.full((4, 6, 3), v, dtype=np.uint8) for v in (0, 128, 255)]
     items = [render.png_item(img, f"img {i}", value=float(i) / 2) for i, img in enumerate(images)]
-    log_items(writer, "acts/x", "activation_maps", items, 3, meta={"layer": "x", "values": [1, 2]})
+    write_items(writer, "acts/x", "activation_maps", items, 3, meta={"layer": "x", "values": [1, 2]})
     writer.close()
     plugin, _ = make_plugin(str(tmp_path))
     got = plugin.items_impl(CTX, "", "r", "acts/x", None)
@@ -106,8 +106,8 @@ def test_kind_is_fixed_by_first_event(tmp_path):
 
     writer = SummaryWriter(str(tmp_path / "r"))
     item = render.png_item(np.zeros((2, 2, 3), np.uint8))
-    log_items(writer, "t", "filters", [item], 0)
-    log_items(writer, "t", "attributions", [item], 1)
+    write_items(writer, "t", "filters", [item], 0)
+    write_items(writer, "t", "attributions", [item], 1)
     writer.close()
     plugin, _ = make_plugin(str(tmp_path))
     assert plugin.tags_impl(CTX, "")["r"]["t"]["kind"] == "filters"

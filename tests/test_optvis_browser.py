@@ -26,7 +26,7 @@ def _write_run(logdir: str, run: str, seed: int) -> None:
                 for p in net.parameters():
                     p.mul_(1.5)  # the "training" between steps
             log_activation_maximization(writer, net, step, class_names=NAMES, steps=3, size=24)
-            log_deepdream(writer, net, probes, step, layer="0.2", steps=2, octaves=2, captions=["a", "b"])
+            log_deepdream(writer, net, probes, step, layers="0.2", steps=2, octaves=2, captions=["a", "b"])
     finally:
         writer.close()
 

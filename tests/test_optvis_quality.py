@@ -12,6 +12,8 @@ from tb_viz_plugin.methods.optvis import transform as T
 
 from tests.test_optvis_methods import high_frequency_fraction
 
+pytestmark = pytest.mark.slow  # the trained demo model
+
 STEPS = 64  # the callback's default
 SIZE = 64
 

@@ -10,7 +10,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from tb_viz_plugin import log_top_activations
 from tb_viz_plugin.callbacks import ActivationMaps, TopActivations
-from tb_viz_plugin.methods.activations import top_activations
+from tb_viz_plugin.methods import UnitTopK, top_activations
 from tensorboard import context as tb_context
 
 from tests.helpers import guard_side_effects, hook_count, make_plugin, tiny_module, tiny_trainer
@@ -153,6 +153,7 @@ def test_state_key_identifies_the_instance():
     assert TopActivations(layers=["a"]).state_key != TopActivations(layers=["a"], k=4).state_key
 
 
+@pytest.mark.slow  # the trained demo model
 def test_trained_demo_units_prefer_the_objects(trained_demo):
     """Top-k receptive fields of the last conv block centre on the shapes far more often than chance."""
     val_set, module = trained_demo["val_set"], trained_demo["model"]
@@ -169,17 +170,22 @@ def test_trained_demo_units_prefer_the_objects(trained_demo):
 
 
 def test_ddp_gather_packing_round_trips_every_field():
-    """What ranks exchange (two flat tensors for all layers) unpacks to the same results."""
-    from tb_viz_plugin.callbacks.top_activations import _pack, _unpack
+    """What ranks exchange (sizes, then two flat tensors for all layers) unpacks to the same results."""
+    from tb_viz_plugin.callbacks.distributed import pack, unpack
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 5, 3, stride=2))
     results = top_activations(net, torch.randn(10, 3, 12, 12).split(4), ["1", "2"], units=3, k=4)
-    floats, ints = _pack(results)
+    shard = {f"{name}/{field}": getattr(top, field) for name, top in results.items() for field in UnitTopK.SHARDED}
+    shard.update({f"{name}/samples": torch.tensor([top.samples]) for name, top in results.items()})
+    shapes, floats, ints = pack(shard)
     assert floats.dtype == torch.float32 and ints.dtype == torch.long and floats.dim() == ints.dim() == 1
-    back = _unpack(results, floats, ints)
+    back = unpack(shard, shapes, floats, ints)
     for name, top in results.items():
-        assert back[name].samples == top.samples == 10
+        assert int(back[f"{name}/samples"]) == top.samples == 10
         for field in ("values", "sample_ids", "positions", "crops", "maps"):
-            assert torch.equal(getattr(back[name], field), getattr(top, field)), (name, field)
-            assert getattr(back[name], field).dtype == getattr(top, field).dtype
+            assert torch.equal(back[f"{name}/{field}"], getattr(top, field)), (name, field)
+            assert back[f"{name}/{field}"].dtype == getattr(top, field).dtype
+    # another rank's shard of other sizes unpacks by its own sizes
+    other = {"keys": torch.arange(3), "features": torch.randn(3, 5)}
+    assert torch.equal(unpack(other, *pack(other))["features"], other["features"])

@@ -68,6 +68,7 @@ def _logged(logdir, layer):
     return answer
 
 
+@pytest.mark.slow  # two spawned processes
 @pytest.mark.timeout(240)
 def test_ddp_top_k_equals_single_process(tmp_path):
     _validate(tmp_path / "ddp", accelerator="cpu", devices=2, strategy="ddp_spawn")

@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
-from torch import nn
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, check_positive, misconfiguration
-from tb_viz_plugin.log import log_activation_maps
-from tb_viz_plugin.methods import LayerNotFoundError, activation_layers
-from tb_viz_plugin.methods.activations import Units, check_units
-from tb_viz_plugin.render.activations import ToRGB
+from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, check_positive, class_names_for
+from tb_viz_plugin.callbacks.base import resolve_activation_layers
+from tb_viz_plugin.callbacks.probes import probe_captions
+from tb_viz_plugin.log import make_tag, write_activation_maps
+from tb_viz_plugin.log.activation_maps import KIND
+from tb_viz_plugin.methods import activation_maps
 
-
-def resolve_activation_layers(
-    owner: str,
-    pl_module: "pl.LightningModule",
-    layers: Optional[Union[str, Sequence[str]]],
-    channels: Units,
-    deepest: bool = False,
-) -> List[str]:
-    """Resolve ``layers`` (see ``activation_layers``) and check ``channels`` against those that are ``Conv2d``.
-
-    Other layers' channel counts are known only when they run, and are checked then.
-
-    Raises:
-        MisconfigurationException: an unknown layer name (the message lists the valid ones) or a
-            channel index past a ``Conv2d``'s ``out_channels``, naming ``owner``.
-    """
-    with misconfiguration(owner, LayerNotFoundError, ValueError):
-        resolved = activation_layers(pl_module, layers, deepest=deepest)
-        for name in resolved:
-            module = pl_module.get_submodule(name)
-            if isinstance(module, nn.Conv2d):
-                check_units(channels, module.out_channels)
-    return resolved
+if TYPE_CHECKING:
+    from tb_viz_plugin.render import ToRGB
 
 
 class ActivationMaps(RankZeroCallback):
@@ -45,29 +24,33 @@ class ActivationMaps(RankZeroCallback):
 
     The probe images are a fixed, evenly spaced selection of the validation set (kept in the
     checkpoint, so a resumed run shows the same images). For each layer and image, one grid: the
-    image, then the ``channels`` most active feature maps (largest mean activation over the probe
+    image, then the ``units`` most active feature maps (largest mean activation over the probe
     images, most active first; the caption names them), each coloured white = 0, red > 0, blue < 0
     and scaled by its own largest absolute value. One extra forward pass on the probe images, on
     rank 0, in eval mode (flags restored after), no gradients. Logged at ``trainer.global_step``
-    under ``activation_maps/<layer>``; skipped during the sanity check.
+    under ``activation_maps/<layer>[/<name>]``; skipped during the sanity check.
 
     Args:
         layers: module names; any layer whose output is ``(N, C, H, W)``. ``None`` = the first ``Conv2d``.
         num_images: number of probe images (ignored when ``indices`` is given).
-        channels: how many channels to show (the most active), or a list of channel indices.
+        units: how many channels to show (the most active), or a list of channel indices.
         indices: explicit validation-set indices of the probe images.
         every_n_epochs: log every n-th epoch.
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising);
             ``None`` = min-max per image. Must be picklable (a module-level function) for DDP spawn.
+        class_names: class names for captions; default the module's or the dataset's, if any.
         strict: re-raise errors instead of warning.
+        name: appended to the tags, to tell this instance from another one on the same layers.
 
     Raises:
         MisconfigurationException: bad arguments (here), or at ``setup`` a layer name that is not a
             module of the model (the message lists the valid names).
 
     Example:
-        >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[
-        ...     ActivationMaps(layers=["features.0", "features.4"], num_images=4, channels=8)])  # doctest: +SKIP
+        >>> callback = ActivationMaps(layers=["features.0", "features.4"], num_images=4, units=8)
+        >>> callback.units, callback.state_key
+        (8, "ActivationMaps{'layers': ['features.0', 'features.4']}")
+        >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[callback])  # doctest: +SKIP
     """
 
     _what = "logging activation maps"
@@ -76,47 +59,46 @@ class ActivationMaps(RankZeroCallback):
         self,
         layers: Optional[Union[str, Sequence[str]]] = None,
         num_images: int = 4,
-        channels: Union[int, Sequence[int]] = 16,
+        units: Union[int, Sequence[int]] = 16,
         indices: Optional[Sequence[int]] = None,
         every_n_epochs: int = 1,
-        to_rgb: Optional[ToRGB] = None,
+        to_rgb: Optional["ToRGB"] = None,
+        class_names: Optional[Sequence[str]] = None,
         strict: bool = False,
+        name: Optional[str] = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, num_images=num_images, indices=indices)
-        if isinstance(channels, int):
-            check_positive("ActivationMaps", channels=channels)
-        elif not list(channels) or not all(isinstance(c, int) and c >= 0 for c in channels):
-            raise MisconfigurationException(f"ActivationMaps: channels must be a count or channel indices, got {channels!r}")
+        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name)
+        if isinstance(units, int):
+            check_positive("ActivationMaps", units=units)
+        elif not list(units) or not all(isinstance(u, int) and u >= 0 for u in units):
+            raise MisconfigurationException(f"ActivationMaps: units must be a count or channel indices, got {units!r}")
         self.layers = check_layer_names("ActivationMaps", layers)
-        self.channels = channels if isinstance(channels, int) else list(channels)
+        self.units = units if isinstance(units, int) else list(units)
         self.to_rgb = to_rgb
-        self._resolved: list = []
+        self.class_names = None if class_names is None else [str(n) for n in class_names]
+        self._resolved: List[str] = []
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(layers=self.layers)
+        return self._key(layers=self.layers)
+
+    @override
+    def _planned_tags(self) -> List[str]:
+        return [make_tag(KIND, layer, name=self.name) for layer in self._resolved]
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        indices = None if isinstance(self.channels, int) else self.channels  # a count is never out of range
+        indices = None if isinstance(self.units, int) else self.units  # a count is never out of range
         self._resolved = resolve_activation_layers("ActivationMaps", pl_module, self.layers, indices)
         super().setup(trainer, pl_module, stage)
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         images, labels, indices = self._load_probes(trainer, pl_module)
-        names = [
-            f"val #{index}" + ("" if labels is None else f" (label {int(label)})")
-            for index, label in zip(indices, labels if labels is not None else indices)
-        ]
+        captions = probe_captions(indices, None if labels is None else labels.tolist(),
+                                  class_names_for(self.class_names, trainer, pl_module))  # fmt: skip
         with self._extra_pass(trainer, pl_module):
-            log_activation_maps(
-                writer,
-                pl_module,
-                images,
-                trainer.global_step,
-                self._resolved,
-                channels=self.channels,
-                to_rgb=self.to_rgb,
-                names=names,
-            )
+            results = activation_maps(pl_module, images, self._resolved, self.units)
+        cpu = {layer: result.cpu() for layer, result in results.items()}
+        write_activation_maps(writer, images.cpu(), cpu, trainer.global_step, to_rgb=self.to_rgb, captions=captions,
+                              name=self.name)  # fmt: skip

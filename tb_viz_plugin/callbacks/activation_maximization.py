@@ -8,10 +8,12 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.activation_maps import resolve_activation_layers
-from tb_viz_plugin.callbacks.base import RankZeroCallback, check_normalization, check_positive
-from tb_viz_plugin.log import log_activation_maximization
-from tb_viz_plugin.log.optimized import PARAMETRIZATIONS
+from tb_viz_plugin.callbacks.base import RankZeroCallback, check_normalization, check_positive, class_names_for
+from tb_viz_plugin.callbacks.base import resolve_activation_layers
+from tb_viz_plugin.log import make_tag, write_activation_maximization
+from tb_viz_plugin.log.activation_maximization import KIND
+from tb_viz_plugin.methods import activation_maximization
+from tb_viz_plugin.methods.optvis.maximize import OUTPUT, PARAMETRIZATIONS
 
 
 class ActivationMaximization(RankZeroCallback):
@@ -23,22 +25,24 @@ class ActivationMaximization(RankZeroCallback):
     made robust with jitter, scale and rotation (see :mod:`tb_viz_plugin.methods.optvis`).
     Gradients are taken with respect to the image only (``torch.autograd.grad``): weights, their
     ``.grad``, BatchNorm statistics, training flags and the global RNG are untouched. Runs on rank 0
-    (no collective), at ``trainer.global_step``, under ``optimized/classes`` and
-    ``optimized/<layer>``; captions give the target's name and its final objective value.
+    (no collective), at ``trainer.global_step``, under ``activation_maximization/output`` (the
+    classes) and ``activation_maximization/<layer>`` (each layer's units), ``/<name>`` appended
+    when given; captions give the target's name and its final objective value.
 
     Args:
         classes: output indices to maximise (pre-softmax logits); ``None`` = every output (at most
             64); ``[]`` = none.
-        layer_units: ``{layer name: [channel, ...]}``: also maximise these channels' mean activations.
+        units: ``{layer name: [channel, ...]}``: also maximise these channels' mean activations.
         steps: optimisation steps per logged epoch.
         size: image side in pixels (independent of the training resolution).
         every_n_epochs: log every n-th epoch.
-        class_names: output names for captions (e.g. the dataset's class names).
+        class_names: output names for captions; default the module's or the dataset's, if any.
         mean: per-channel mean the model's inputs are normalised with (``None`` = inputs in [0, 1]).
         std: per-channel standard deviation of that normalisation.
         param: ``"pyramid"`` (multi-scale octaves), ``"fourier"`` (1/f spectrum) or ``"pixel"``.
         seed: seed of the initial images and transforms (the callback's own generator).
         strict: re-raise errors instead of warning.
+        name: appended to the tags, to tell this instance from another one (e.g. another ``param``).
 
     Raises:
         MisconfigurationException: bad arguments (here), or at ``setup`` a layer that is not a module
@@ -46,9 +50,11 @@ class ActivationMaximization(RankZeroCallback):
 
     Example:
         >>> from tb_viz_plugin.demo.data import CLASS_NAMES, MEAN, STD
-        >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[
-        ...     ActivationMaximization(class_names=CLASS_NAMES, mean=MEAN, std=STD,
-        ...                            layer_units={"model.features.8": [0, 1, 2]})])  # doctest: +SKIP
+        >>> callback = ActivationMaximization(class_names=CLASS_NAMES, mean=MEAN, std=STD,
+        ...                                   units={"model.features.8": [0, 1, 2]})
+        >>> callback.units, callback.param
+        ({'model.features.8': [0, 1, 2]}, 'pyramid')
+        >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[callback])  # doctest: +SKIP
     """
 
     _what = "activation maximization"
@@ -56,7 +62,7 @@ class ActivationMaximization(RankZeroCallback):
     def __init__(
         self,
         classes: Optional[Sequence[int]] = None,
-        layer_units: Optional[Mapping[str, Sequence[int]]] = None,
+        units: Optional[Mapping[str, Sequence[int]]] = None,
         steps: int = 64,
         size: int = 64,
         every_n_epochs: int = 1,
@@ -66,8 +72,9 @@ class ActivationMaximization(RankZeroCallback):
         param: str = "pyramid",
         seed: int = 0,
         strict: bool = False,
+        name: Optional[str] = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
         owner = "ActivationMaximization"
         check_positive(owner, steps=steps, size=size)
         if classes is not None:
@@ -76,51 +83,58 @@ class ActivationMaximization(RankZeroCallback):
                 raise MisconfigurationException(
                     f"{owner}: classes must be None or output indices >= 0, got {classes!r}"
                 )
-        units: Dict[str, List[int]] = {}
-        for layer, indices in dict(layer_units or {}).items():
+        checked: Dict[str, List[int]] = {}
+        for layer, indices in dict(units or {}).items():
             indices = list(indices) if not isinstance(indices, (str, bytes)) else []
             if not isinstance(layer, str) or not indices or not all(isinstance(u, int) and u >= 0 for u in indices):
                 raise MisconfigurationException(
-                    f"{owner}: layer_units must map layer names to non-empty lists of channel indices, "
-                    f"got {layer_units!r}"
+                    f"{owner}: units must map layer names to non-empty lists of channel indices, got {units!r}"
                 )
-            units[layer] = indices
-        if classes == [] and not units:
-            raise MisconfigurationException(f"{owner}: nothing to render; give classes and/or layer_units")
+            checked[layer] = indices
+        if classes == [] and not checked:
+            raise MisconfigurationException(f"{owner}: nothing to render; give classes and/or units")
         if param not in PARAMETRIZATIONS:
             raise MisconfigurationException(f"{owner}: param must be one of {sorted(PARAMETRIZATIONS)}, got {param!r}")
         self.classes = classes
-        self.layer_units = units
+        self.units = checked
         self.steps = steps
         self.size = size
         self.class_names = None if class_names is None else [str(n) for n in class_names]
         self.normalization = check_normalization(owner, mean, std)
         self.param = param
         self.seed = int(seed)
+        self._resolved: Dict[str, List[int]] = {}
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(classes=self.classes, layers=sorted(self.layer_units))
+        return self._key(classes=self.classes, layers=sorted(self.units))
+
+    @override
+    def _planned_tags(self) -> List[str]:
+        groups = ([] if self.classes == [] else [OUTPUT]) + list(self._resolved)
+        return [make_tag(KIND, what, name=self.name) for what in groups]
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        for layer, units in self.layer_units.items():
-            resolve_activation_layers(f"ActivationMaximization, layer_units[{layer!r}]", pl_module, layer, units)
+        self._resolved = {}
+        for layer, indices in self.units.items():
+            owner = f"ActivationMaximization, units[{layer!r}]"
+            (path,) = resolve_activation_layers(owner, pl_module, layer, indices)
+            self._resolved[path] = indices
         super().setup(trainer, pl_module, stage)
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         with self._extra_pass(trainer, pl_module, grad=True):
-            log_activation_maximization(
-                writer,
+            result = activation_maximization(
                 pl_module,
-                trainer.global_step,
                 classes=self.classes,
-                class_names=self.class_names,
-                layer_units=self.layer_units,
+                class_names=class_names_for(self.class_names, trainer, pl_module),
+                units=self._resolved,
                 steps=self.steps,
                 size=self.size,
                 param=self.param,
                 seed=self.seed,
                 **self.normalization,
             )
+        write_activation_maximization(writer, result, trainer.global_step, name=self.name)

@@ -1,36 +1,24 @@
-"""What every tb-viz callback shares: when to run, where to log, and failing without harm."""
+"""What every tb-viz callback shares: when to run, where to log, which tags it owns, failing without harm."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 import traceback
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+import weakref
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.probes import ProbeImages, validation_dataset
+from tb_viz_plugin.callbacks.probes import ProbeImages, first_val_loader, validation_dataset
+from tb_viz_plugin.methods import LayerNotFoundError, activation_layers, check_units, find_class_names
 from tb_viz_plugin.methods import preserved_training_flags
-
-
-def all_gather(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
-    """``(world_size, *tensor.shape)``: every rank's ``tensor``; a collective, every rank must call it.
-
-    A plain ``torch.distributed.all_gather`` (same shape on every rank). ``LightningModule.all_gather``
-    goes through the autograd-aware ``torch.distributed.nn`` version; with it, a spawned gloo rank
-    sometimes aborted at exit after ``trainer.validate()`` ("terminate called without an active
-    exception", 5 of 39 runs of the DDP test; none of 40 with this one).
-    """
-    import torch.distributed as dist
-
-    parts = [torch.empty_like(tensor) for _ in range(world_size)]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.stack(parts)
 
 
 # ------------------------------------------------------------------ argument checks shared by the callbacks
@@ -97,6 +85,72 @@ def check_normalization(
     return checked
 
 
+def resolve_activation_layers(
+    owner: str,
+    pl_module: "pl.LightningModule",
+    layers: Optional[Union[str, Sequence[str]]],
+    units: Optional[Union[int, Sequence[int]]],
+    deepest: bool = False,
+) -> List[str]:
+    """Resolve ``layers`` (see ``methods.activation_layers``) and check ``units`` against those that are ``Conv2d``.
+
+    Other layers' channel counts are known only when they run, and are checked then.
+
+    Raises:
+        MisconfigurationException: an unknown layer name (the message lists the valid ones) or a
+            unit index past a ``Conv2d``'s ``out_channels``, naming ``owner``.
+    """
+    with misconfiguration(owner, LayerNotFoundError, ValueError):
+        resolved = activation_layers(pl_module, layers, deepest=deepest)
+        for name in resolved:
+            module = pl_module.get_submodule(name)
+            if isinstance(module, nn.Conv2d):
+                check_units(units, module.out_channels)
+    return resolved
+
+
+def check_name(owner: str, name: Optional[str]) -> Optional[str]:
+    """``name`` (appended to the callback's tags) when it is ``None`` or a non-empty string without ``/``.
+
+    Raises:
+        MisconfigurationException: anything else, naming ``owner``.
+    """
+    if name is not None and (not isinstance(name, str) or not name.strip() or "/" in name):
+        raise MisconfigurationException(f"{owner}: name must be None or a non-empty string without '/', got {name!r}")
+    return name
+
+
+def class_names_for(
+    given: Optional[Sequence[str]], trainer: "pl.Trainer", pl_module: "pl.LightningModule"
+) -> Optional[List[str]]:
+    """``given``, else the LightningModule's or the validation dataset's class names (see ``find_class_names``)."""
+    if given is not None:
+        return list(given)
+    return find_class_names(pl_module, getattr(first_val_loader(trainer), "dataset", None))
+
+
+# ------------------------------------------------------------------ tags: one owner each
+
+_TAG_OWNERS: "weakref.WeakKeyDictionary[Any, Dict[str, VizCallback]]" = weakref.WeakKeyDictionary()
+
+
+def claim_tags(trainer: "pl.Trainer", callback: "VizCallback", tags: Iterable[str]) -> None:
+    """Record that ``callback`` writes ``tags`` in ``trainer``'s run: two callbacks never share a tag.
+
+    Raises:
+        MisconfigurationException: another callback of the trainer writes one of the tags; the
+            message names both and the fix (a ``name=`` for one of them).
+    """
+    owners = _TAG_OWNERS.setdefault(trainer, {})
+    for tag in tags:
+        owner = owners.setdefault(tag, callback)
+        if owner is not callback:
+            raise MisconfigurationException(
+                f"{callback.state_key} and {owner.state_key} would both write the tag {tag!r}; pass "
+                f"name='...' to one of them (it is appended to its tags: '{tag}/<name>')"
+            )
+
+
 def _tensorboard_logger_types() -> tuple:
     types = [TensorBoardLogger]
     unified = sys.modules.get("lightning.pytorch.loggers")  # only if the user already imported it
@@ -108,20 +162,36 @@ def _tensorboard_logger_types() -> tuple:
 class VizCallback(pl.Callback):
     """Base class: runs ``_visualize`` every ``every_n_epochs`` and logs through TensorBoard.
 
+    Every tag a callback writes is ``<kind>/<what>[/<name>]`` (see ``tb_viz_plugin.log.make_tag``):
+    ``<what>`` holds what tells two instances apart (layer, target...). At ``setup`` each callback
+    claims its tags in the Trainer, and a second callback wanting one of them fails with a
+    ``MisconfigurationException`` naming both: give one of them a ``name``.
+
     Args:
         every_n_epochs: log at the end of every n-th training epoch (>= 1).
         strict: re-raise errors from the visualization instead of warning and going on.
+        name: appended to every tag of this callback (and to its ``state_key``), so that two
+            instances with the same layers but other settings can run side by side.
 
     Raises:
-        MisconfigurationException: ``every_n_epochs`` is not a positive integer.
+        MisconfigurationException: ``every_n_epochs`` is not a positive integer, or a bad ``name``.
     """
 
-    def __init__(self, every_n_epochs: int = 1, strict: bool = False) -> None:
+    def __init__(self, every_n_epochs: int = 1, strict: bool = False, name: Optional[str] = None) -> None:
         super().__init__()
         check_positive(type(self).__name__, every_n_epochs=every_n_epochs)
         self.every_n_epochs = every_n_epochs
         self.strict = bool(strict)
+        self.name = check_name(type(self).__name__, name)
         self._no_logger_warned = False
+
+    def _key(self, **settings: Any) -> str:
+        """The ``state_key`` of these settings (and the ``name``, when given)."""
+        return self._generate_state_key(**settings, **({} if self.name is None else {"name": self.name}))
+
+    def _planned_tags(self) -> List[str]:
+        """The tags this callback will write, as far as known at ``setup`` (subclasses say)."""
+        return []
 
     # --------------------------------------------------------------------------- helpers
 
@@ -177,6 +247,8 @@ class VizCallback(pl.Callback):
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        """Claim the planned tags and warn (once) when there is no TensorBoard logger; subclasses call it last."""
+        claim_tags(trainer, self, self._planned_tags())
         self._no_logger_warned = False
         self._writer(trainer)  # warn at setup rather than at the first epoch end
 
@@ -202,8 +274,9 @@ class RankZeroCallback(VizCallback):
         strict: bool = False,
         num_images: Optional[int] = None,
         indices: Optional[Sequence[int]] = None,
+        name: Optional[str] = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
         self._probes: Optional[ProbeImages] = None
         if num_images is not None:
             check_positive(type(self).__name__, num_images=num_images)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import pytorch_lightning as pl
 import torch
@@ -12,14 +12,20 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch.utils.data import IterableDataset, RandomSampler
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.base import VizCallback, all_gather, misconfiguration
-from tb_viz_plugin.callbacks.probes import ProbeImages, evenly_spaced, first_val_loader, validation_dataset
-from tb_viz_plugin.log.embeddings import METHODS, log_embeddings
-from tb_viz_plugin.methods import EmbeddingCapture, LayerNotFoundError
-from tb_viz_plugin.render.activations import ToRGB, input_rgb
-from tb_viz_plugin.render.embeddings import THUMB_MAX_PX, sprite_layout, thumbnails
+from tb_viz_plugin.callbacks.base import VizCallback, class_names_for, misconfiguration
+from tb_viz_plugin.callbacks.distributed import gather_shards
+from tb_viz_plugin.callbacks.probes import ProbeImages, evenly_spaced, first_val_loader, load_shrunk, validation_dataset
+from tb_viz_plugin.log import make_tag, write_embeddings
+from tb_viz_plugin.log.embeddings import KIND
+from tb_viz_plugin.methods import EmbeddingCapture, LayerNotFoundError, embed
+from tb_viz_plugin.methods.embeddings import METHODS
+from tb_viz_plugin.methods.layers import one_layer
 
-_LOAD_CHUNK = 256  # samples loaded from the dataset at once for the thumbnails
+if TYPE_CHECKING:
+    from tb_viz_plugin.render import ToRGB
+
+THUMB_SIDE = 48
+"""The longest side the samples are kept at for their thumbnails (the sprite's largest tile)."""
 _MAX_SAMPLES = 100_000  # the Projector's limit
 
 
@@ -59,7 +65,8 @@ class Embeddings(VizCallback):
     samples every epoch, kept in the checkpoint), together with the predicted class (argmax of the
     last ``nn.Linear``), the true label and a thumbnail. Under DDP every rank captures its shard and
     rank 0 logs the gathered set. Each logged epoch gets (tag ``embeddings/<layer>``, or
-    ``embeddings/<last Linear>.input`` by default; at ``trainer.global_step``):
+    ``embeddings/<last Linear>.input`` by default, ``/<name>`` appended when given; at
+    ``trainer.global_step``):
 
     - a 2-D map (PCA, or t-SNE with scikit-learn) aligned to the previous epoch's map, with k-NN
       accuracy and silhouette, shown by the "CNN viz" tab as a scatter plot whose step slider
@@ -71,17 +78,18 @@ class Embeddings(VizCallback):
     validation runs in an epoch selected by ``every_n_epochs`` (also under ``trainer.validate()``).
 
     Args:
-        layer: module whose output is embedded (4-D outputs are averaged over space); ``None`` =
-            the input of the last ``nn.Linear`` (the penultimate features).
+        layers: the module whose output is embedded (a name or a one-element list; 4-D outputs are
+            averaged over space); ``None`` = the input of the last ``nn.Linear`` (the penultimate features).
         num_samples: validation samples embedded (evenly spaced over the dataset), at most 100,000.
         every_n_epochs: log every n-th epoch.
         method: ``"pca"`` (default, torch, ~0.1 s for 2,000 x 512) or ``"tsne"`` (scikit-learn, optional;
             ~15 s per logged epoch for 2,000 x 512 on one CPU core).
-        class_names: names of the classes; default the dataset's ``classes`` attribute, if any.
+        class_names: names of the classes; default the module's or the dataset's, if any.
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` for the thumbnails (e.g.
             un-normalising); ``None`` = each thumbnail stretched to its own min-max range.
         projector: also write the full features for TensorBoard's Projector.
         strict: re-raise errors instead of warning.
+        name: appended to the tag, to tell this instance from another one on the same layer.
 
     Attributes:
         tag: the tb-viz tag written (known after ``setup``); the Projector's tensors are ``<tag>:<step>``.
@@ -91,24 +99,27 @@ class Embeddings(VizCallback):
             at ``setup`` a layer name that is not a module of the model (the message lists them).
 
     Example:
-        >>> trainer = Trainer(logger=TensorBoardLogger("logs"),
-        ...                   callbacks=[Embeddings(num_samples=500, class_names=["cat", "dog"])])  # doctest: +SKIP
+        >>> callback = Embeddings(num_samples=500, class_names=["cat", "dog"])
+        >>> callback.num_samples, callback.method
+        (500, 'pca')
+        >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[callback])  # doctest: +SKIP
     """
 
     def __init__(
         self,
-        layer: Optional[str] = None,
+        layers: Optional[Union[str, Sequence[str]]] = None,
         num_samples: int = 1000,
         every_n_epochs: int = 1,
         method: str = "pca",
         class_names: Optional[Sequence[str]] = None,
-        to_rgb: Optional[ToRGB] = None,
+        to_rgb: Optional["ToRGB"] = None,
         projector: bool = True,
         strict: bool = False,
+        name: Optional[str] = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
-        if layer is not None and not isinstance(layer, str):
-            raise MisconfigurationException(f"Embeddings: layer must be None or a module name, got {layer!r}")
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+        with misconfiguration("Embeddings"):
+            self.layers = one_layer(layers, "Embeddings")
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= _MAX_SAMPLES:
             raise MisconfigurationException(
                 f"Embeddings: num_samples must be an integer from 1 to {_MAX_SAMPLES}, got {num_samples!r}"
@@ -122,7 +133,7 @@ class Embeddings(VizCallback):
                 raise MisconfigurationException(
                     "Embeddings: method='tsne' needs scikit-learn (`pip install scikit-learn`); or use method='pca'"
                 ) from err
-        self.layer = layer
+        self.num_samples = num_samples
         self.method = method
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         self.to_rgb = to_rgb
@@ -137,7 +148,11 @@ class Embeddings(VizCallback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(layer=self.layer)
+        return self._key(layers=self.layers)
+
+    @override
+    def _planned_tags(self) -> List[str]:
+        return [self.tag]
 
     @override
     def state_dict(self) -> Dict[str, Any]:
@@ -154,9 +169,8 @@ class Embeddings(VizCallback):
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         with misconfiguration("Embeddings", LayerNotFoundError):
-            self._capture = EmbeddingCapture(pl_module, self.layer)
-        layer = self._capture.layer
-        self.tag = f"embeddings/{layer}.input" if self._capture.uses_input else f"embeddings/{layer}"
+            self._capture = EmbeddingCapture(pl_module, self.layers)
+        self.tag = make_tag(KIND, self._capture.source, name=self.name)
         super().setup(trainer, pl_module, stage)
 
     # ------------------------------------------------------------------ capture during validation
@@ -256,43 +270,32 @@ class Embeddings(VizCallback):
         keys, features = keys.cpu()[order], features.cpu()[order]
         predicted = None if predicted is None else predicted.cpu()[order]
         indices = keys.tolist()
-        images, labels = self._thumbnails(trainer, indices)
+        images, labels = self._samples(trainer, indices)
         reference = None
         if self._previous is not None and self._previous[0] == indices:
             reference = torch.tensor(self._previous[1])
-        dataset = validation_dataset(trainer)
-        class_names = self.class_names or getattr(dataset, "classes", None)
-        points = log_embeddings(
+        result = embed(features, method=self.method, labels=labels, reference=reference)
+        write_embeddings(
             self._writer(trainer),
-            self.tag,
-            features,
+            self._capture.source,
+            result,
             trainer.global_step,
             labels=labels,
             predicted=predicted,
             images=images,
-            class_names=class_names,
+            to_rgb=self.to_rgb,
+            class_names=class_names_for(self.class_names, trainer, pl_module),
             indices=indices,
-            method=self.method,
-            reference=reference,
             projector=self.projector,
+            name=self.name,
         )
-        self._previous = (indices, points.tolist())
+        self._previous = (indices, result.points.tolist())
 
-    def _thumbnails(self, trainer: "pl.Trainer", indices: List[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Thumbnails and labels of the samples ``indices``, loaded once and cached."""
+    def _samples(self, trainer: "pl.Trainer", indices: List[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The samples ``indices`` shrunk for their thumbnails, and their labels; loaded once and cached."""
         if self._thumbs is None or self._thumbs[0] != indices:
-            dataset = validation_dataset(trainer)
-            size, _ = sprite_layout(len(indices), THUMB_MAX_PX)
-            thumbs, labels = [], []
-            for start in range(0, len(indices), _LOAD_CHUNK):
-                images, chunk_labels, _ = ProbeImages(indices=indices[start : start + _LOAD_CHUNK]).load(
-                    dataset, torch.device("cpu")
-                )
-                rgb = input_rgb(images, self.to_rgb).permute(0, 3, 1, 2)
-                thumbs.append(thumbnails(rgb, min(size, max(rgb.shape[-2:]))))
-                labels.append(chunk_labels)
-            all_labels = None if any(l is None for l in labels) else torch.cat(labels)
-            self._thumbs = (list(indices), torch.cat(thumbs), all_labels)
+            images, labels = load_shrunk(validation_dataset(trainer), indices, THUMB_SIDE)
+            self._thumbs = (list(indices), images, labels)
         return self._thumbs[1], self._thumbs[2]
 
 
@@ -318,33 +321,22 @@ def _gather(
 ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], List[int]]:
     """Every rank's captured samples on every rank (a collective: all ranks must call it).
 
-    Shards differ in size, so sizes are gathered first and the tensors padded to the largest.
-
     Returns:
         ``(keys, features, predicted or None, ranks whose capture failed)``.
     """
     if trainer.world_size == 1:
         return keys, features, predicted, [0] if failed else []
     device = pl_module.device
-    count, dim = len(keys), (features.shape[1] if features.dim() == 2 else 0)
-    local = torch.tensor([count, dim, int(predicted is not None), int(failed)], device=device)
-    sizes = all_gather(local, trainer.world_size).reshape(-1, 4).cpu()
-    most, dim = int(sizes[:, 0].max()), int(sizes[:, 1].max())
-    with_predictions = bool(sizes[:, 2][sizes[:, 0] > 0].all())
-
-    def padded(value: torch.Tensor, shape: Tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        out = torch.zeros(shape, dtype=dtype, device=device)
-        if len(value):
-            out[: len(value)] = value.to(device=device, dtype=dtype)
-        return out
-
-    all_keys = all_gather(padded(keys, (most,), torch.long), trainer.world_size).reshape(-1, most)
-    all_features = all_gather(padded(features.reshape(count, dim), (most, dim), torch.float32), trainer.world_size)
-    all_features = all_features.reshape(-1, most, dim)
-    pred = predicted if predicted is not None else torch.zeros(count, dtype=torch.long)
-    all_pred = all_gather(padded(pred, (most,), torch.long), trainer.world_size).reshape(-1, most)
-    counts = sizes[:, 0].tolist()
-    keys = torch.cat([all_keys[r, :c] for r, c in enumerate(counts)])
-    features = torch.cat([all_features[r, :c] for r, c in enumerate(counts)])
-    predicted = torch.cat([all_pred[r, :c] for r, c in enumerate(counts)]) if with_predictions else None
-    return keys, features, predicted, [r for r, flag in enumerate(sizes[:, 3].tolist()) if flag]
+    shard = {
+        "keys": keys.to(device=device, dtype=torch.long),
+        "features": features.to(device=device, dtype=torch.float32),
+        "predicted": (predicted if predicted is not None else torch.zeros(len(keys), dtype=torch.long)).to(device),
+        "flags": torch.tensor([int(predicted is not None), int(failed)], device=device),
+    }
+    shards = gather_shards(shard, trainer.world_size)
+    seen = [part for part in shards if len(part["keys"])]
+    with_predictions = all(bool(part["flags"][0]) for part in seen)
+    keys = torch.cat([part["keys"] for part in seen]) if seen else shard["keys"]
+    features = torch.cat([part["features"] for part in seen]) if seen else shard["features"]
+    predicted = torch.cat([part["predicted"] for part in seen]) if seen and with_predictions else None
+    return keys, features, predicted, [rank for rank, part in enumerate(shards) if bool(part["flags"][1])]

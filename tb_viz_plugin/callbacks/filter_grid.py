@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 from typing_extensions import override
 
 from tb_viz_plugin.callbacks.base import VizCallback, check_layer_names, check_positive, misconfiguration
-from tb_viz_plugin.log import log_filters
-from tb_viz_plugin.methods import LayerNotFoundError, resolve_layers
+from tb_viz_plugin.log import make_tag, write_filters
+from tb_viz_plugin.log.filters import KIND
+from tb_viz_plugin.methods import LayerNotFoundError, filter_weights, resolve_layers
 
 
 class FilterGrid(VizCallback):
@@ -17,8 +18,8 @@ class FilterGrid(VizCallback):
 
     The first layer (3 input channels) is drawn as RGB tiles; deeper layers as one row per filter
     and one tile per input channel. Logged at ``trainer.global_step`` so the step slider lines up
-    with the training curves, under the tag ``filters/<layer>``. Reads weights only: no forward
-    pass, no hooks, nothing about training changes.
+    with the training curves, under the tag ``filters/<layer>[/<name>]``. Reads weights only: no
+    forward pass, no hooks, nothing about training changes.
 
     Args:
         layers: module names (``"features.0"``, ``"layer1.0.conv1"``); ``None`` = the first ``Conv2d``.
@@ -27,14 +28,17 @@ class FilterGrid(VizCallback):
         max_channels: at most this many input channels per filter (deeper layers).
         log_initial: also log the weights at step 0, before the first update (fresh runs only).
         strict: re-raise errors instead of warning.
+        name: appended to the tags, to tell this instance from another one on the same layers.
 
     Raises:
         MisconfigurationException: bad arguments (here), or at ``setup`` a layer name that is not a
             ``Conv2d`` of the model (the message lists the valid names).
 
     Example:
-        >>> trainer = Trainer(logger=TensorBoardLogger("logs"),
-        ...                   callbacks=[FilterGrid(layers=["features.0", "features.4"])])  # doctest: +SKIP
+        >>> callback = FilterGrid(layers=["features.0", "features.4"], every_n_epochs=2)
+        >>> callback.state_key
+        "FilterGrid{'layers': ['features.0', 'features.4']}"
+        >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[callback])  # doctest: +SKIP
     """
 
     def __init__(
@@ -45,19 +49,24 @@ class FilterGrid(VizCallback):
         max_channels: int = 16,
         log_initial: bool = True,
         strict: bool = False,
+        name: Optional[str] = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
         check_positive("FilterGrid", max_filters=max_filters, max_channels=max_channels)
         self.layers = check_layer_names("FilterGrid", layers)
         self.max_filters = max_filters
         self.max_channels = max_channels
         self.log_initial = log_initial
-        self._resolved: list = []
+        self._resolved: List[str] = []
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(layers=self.layers)
+        return self._key(layers=self.layers)
+
+    @override
+    def _planned_tags(self) -> List[str]:
+        return [make_tag(KIND, layer, name=self.name) for layer in self._resolved]
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
@@ -81,15 +90,11 @@ class FilterGrid(VizCallback):
         writer = self._writer(trainer)
         if writer is None:
             return
-        self._run_safely(
-            trainer,
-            "logging filter grids",
-            lambda: log_filters(
-                writer,
-                pl_module,
-                trainer.global_step,
-                self._resolved,
-                max_filters=self.max_filters,
-                max_channels=self.max_channels,
-            ),
-        )
+        self._run_safely(trainer, "logging filter grids", lambda: self._write(trainer, pl_module, writer))
+
+    def _write(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
+        weights = {layer: filter_weights(pl_module, layer) for layer in self._resolved}  # CPU copies
+        write_filters(
+            writer, weights, trainer.global_step, max_filters=self.max_filters, max_channels=self.max_channels,
+            name=self.name,
+        )  # fmt: skip

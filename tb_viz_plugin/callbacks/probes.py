@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
+
+from tb_viz_plugin.methods.classes import class_name
 
 
 def evenly_spaced(length: int, count: int) -> List[int]:
@@ -39,6 +42,23 @@ def _split_sample(sample: Any) -> Tuple[torch.Tensor, Optional[int]]:
     if isinstance(label, torch.Tensor) and label.numel() == 1:
         label = int(label.item())
     return image, label if isinstance(label, int) else None
+
+
+def probe_captions(
+    indices: Sequence[int], labels: Optional[Sequence[int]], class_names: Optional[Sequence[str]] = None
+) -> List[str]:
+    """``"val #<index> (<class name>)"`` per probe image; ``(label N)`` without class names, nothing without labels.
+
+    Example:
+        >>> probe_captions([3, 9], [1, 7], ["cat", "dog"]), probe_captions([3], [2]), probe_captions([3], None)
+        (['val #3 (dog)', 'val #9 (class 7)'], ['val #3 (label 2)'], ['val #3'])
+    """
+    if labels is None:
+        return [f"val #{index}" for index in indices]
+    return [
+        f"val #{index} ({class_name(int(label), class_names) if class_names else f'label {int(label)}'})"
+        for index, label in zip(indices, labels)
+    ]
 
 
 def first_val_loader(trainer: Any) -> Any:
@@ -110,3 +130,34 @@ class ProbeImages:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if state.get("indices") is not None:
             self.indices = [int(i) for i in state["indices"]]
+
+
+def load_shrunk(
+    dataset: Any, indices: Sequence[int], max_side: int, chunk: int = 256
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The samples at ``indices`` on the CPU, shrunk (antialiased) so their longer side is at most ``max_side``.
+
+    Loaded ``chunk`` samples at a time, so only the shrunk copies of many samples are held at once
+    (e.g. the thumbnails of the ``Embeddings`` callback's subset).
+
+    Returns:
+        ``(images (N, C, h, w) float32, labels (N,) or None)``.
+
+    Example:
+        >>> data = [(torch.rand(3, 64, 32), i % 2) for i in range(5)]
+        >>> images, labels = load_shrunk(data, [0, 2, 4], max_side=16)
+        >>> tuple(images.shape), labels.tolist()
+        ((3, 3, 16, 8), [0, 0, 0])
+    """
+    shrunk, labels = [], []
+    for start in range(0, len(indices), chunk):
+        images, part, _ = ProbeImages(indices=indices[start : start + chunk]).load(dataset, torch.device("cpu"))
+        images = images.float()
+        scale = max_side / max(images.shape[-2:])
+        if scale < 1:
+            size = (max(1, round(images.shape[-2] * scale)), max(1, round(images.shape[-1] * scale)))
+            images = F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+        shrunk.append(images)
+        labels.append(part)
+    all_labels = None if any(part is None for part in labels) else torch.cat(labels)
+    return torch.cat(shrunk), all_labels

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import pytorch_lightning as pl
 import torch
@@ -11,20 +11,16 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DistributedSampler, SequentialSampler
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.activation_maps import resolve_activation_layers
-from tb_viz_plugin.callbacks.base import VizCallback, all_gather, check_layer_names, check_positive
+from tb_viz_plugin.callbacks.base import VizCallback, check_layer_names, check_positive, resolve_activation_layers
+from tb_viz_plugin.callbacks.distributed import gather_shards
 from tb_viz_plugin.callbacks.probes import _split_sample, first_val_loader, validation_dataset
-from tb_viz_plugin.log import log_unit_top_k
-from tb_viz_plugin.methods.activations import (
-    LayerGeometry,
-    TopActivationTracker,
-    UnitTopK,
-    Units,
-    check_units,
-    measure_layer,
-    merge_top_k,
-)
-from tb_viz_plugin.render.activations import ToRGB
+from tb_viz_plugin.log import make_tag, write_top_activations
+from tb_viz_plugin.log.top_activations import KIND
+from tb_viz_plugin.methods import LayerGeometry, TopActivationTracker, UnitTopK, Units, check_units, measure_layer
+from tb_viz_plugin.methods import merge_top_k
+
+if TYPE_CHECKING:
+    from tb_viz_plugin.render import ToRGB
 
 
 def _dataset_order(trainer: "pl.Trainer") -> Optional[torch.Tensor]:
@@ -55,9 +51,9 @@ class TopActivations(VizCallback):
     gradient of one unit with respect to the input, for any architecture.
 
     Under DDP each rank streams its shard; at validation epoch end every rank takes part in the same
-    ``all_gather`` (same shapes on all ranks), and rank 0 merges (a sample padded into two shards
-    counts once) and logs: the result equals a single-process run on the same data. Logged at
-    ``trainer.global_step`` under ``top_activations/<layer>``; skipped during the sanity check.
+    gather (``callbacks.distributed.gather_shards``), and rank 0 merges (a sample padded into two
+    shards counts once) and logs: the result equals a single-process run on the same data. Logged at
+    ``trainer.global_step`` under ``top_activations/<layer>[/<name>]``; skipped during the sanity check.
 
     Requirements: the validation step calls the model once per batch on the batch's images (the
     first tensor of the batch, or its ``"image"`` key), and ``pl_module(images)`` runs the network (to
@@ -71,6 +67,7 @@ class TopActivations(VizCallback):
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising);
             ``None`` = min-max per patch. Must be picklable (a module-level function) for DDP spawn.
         strict: re-raise errors instead of warning.
+        name: appended to the tags, to tell this instance from another one on the same layers.
 
     Raises:
         MisconfigurationException: bad arguments (here), or at ``setup`` a layer name that is not a
@@ -78,8 +75,10 @@ class TopActivations(VizCallback):
             ``Conv2d``'s channels.
 
     Example:
-        >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[
-        ...     TopActivations(layers=["layer3", "layer4"], units=8, k=9)])  # doctest: +SKIP
+        >>> callback = TopActivations(layers=["layer3", "layer4"], units=8, k=9)
+        >>> callback.state_key
+        "TopActivations{'layers': ['layer3', 'layer4'], 'units': 8, 'k': 9}"
+        >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[callback])  # doctest: +SKIP
     """
 
     def __init__(
@@ -88,10 +87,11 @@ class TopActivations(VizCallback):
         units: Units = None,
         k: int = 9,
         every_n_epochs: int = 1,
-        to_rgb: Optional[ToRGB] = None,
+        to_rgb: Optional["ToRGB"] = None,
         strict: bool = False,
+        name: Optional[str] = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
         check_positive("TopActivations", k=k)
         if isinstance(units, int):
             check_positive("TopActivations", units=units)
@@ -115,7 +115,11 @@ class TopActivations(VizCallback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(layers=self.layers, units=self.units, k=self.k)
+        return self._key(layers=self.layers, units=self.units, k=self.k)
+
+    @override
+    def _planned_tags(self) -> List[str]:
+        return [make_tag(KIND, layer, name=self.name) for layer in self._resolved]
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
@@ -190,24 +194,34 @@ class TopActivations(VizCallback):
             return
         writer = self._writer(trainer)
         if writer is not None:
-            log_unit_top_k(writer, merged, trainer.global_step, to_rgb=self.to_rgb, sample_ids=kind)
+            cpu = {layer: top.cpu() for layer, top in merged.items()}
+            write_top_activations(writer, cpu, trainer.global_step, to_rgb=self.to_rgb, sample_ids=kind, name=self.name)
 
     @staticmethod
     def _gather(trainer: "pl.Trainer", pl_module: "pl.LightningModule", results: Dict[str, UnitTopK]) -> Dict[str, UnitTopK]:
         """Every rank's shard gathered (every rank calls the same collectives); merged on rank 0.
 
-        All layers' fields travel in two ``all_gather`` calls, one of floats (values, crops, maps)
-        and one of integers (ids, positions, sample counts), packed flat in a fixed order; their
-        sizes depend only on the layers, units, k and input size, so they match on every rank.
+        All layers' fields travel together (see ``gather_shards``): the values, ids, positions,
+        crops, maps and sample count of every layer.
         """
         if trainer.world_size == 1:
             return results
-        floats, ints = _pack(results)
-        all_floats, all_ints = all_gather(floats, trainer.world_size), all_gather(ints, trainer.world_size)
+        shard = {f"{name}/{field}": getattr(top, field) for name, top in results.items() for field in UnitTopK.SHARDED}
+        device = next(iter(results.values())).values.device
+        shard.update({f"{name}/samples": torch.tensor([top.samples], device=device) for name, top in results.items()})
+        shards = gather_shards(shard, trainer.world_size)
         if not trainer.is_global_zero:
             return {}
-        shards = [_unpack(results, all_floats[r], all_ints[r]) for r in range(trainer.world_size)]
-        return {name: merge_top_k([shard[name] for shard in shards]) for name in results}
+        merged = {}
+        for name, top in results.items():
+            parts = [
+                dataclasses.replace(
+                    top, samples=int(part[f"{name}/samples"]), **{f: part[f"{name}/{f}"] for f in UnitTopK.SHARDED}
+                )
+                for part in shards
+            ]
+            merged[name] = merge_top_k(parts)
+        return merged
 
     def _stop(self) -> None:
         """Remove the hooks and drop the running state (idempotent)."""
@@ -223,32 +237,3 @@ class TopActivations(VizCallback):
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         self._stop()
 
-
-_INT_FIELDS = ("sample_ids", "positions")
-_FLOAT_FIELDS = tuple(field for field in UnitTopK.SHARDED if field not in _INT_FIELDS)
-
-
-def _pack(results: Dict[str, UnitTopK]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """All layers' shard fields as one flat float32 tensor and one flat int64 tensor (for two gathers)."""
-    floats = [getattr(top, f).float().flatten() for top in results.values() for f in _FLOAT_FIELDS]
-    device = next(iter(results.values())).values.device
-    ints = [getattr(top, f).long().flatten() for top in results.values() for f in _INT_FIELDS]
-    ints.append(torch.tensor([top.samples for top in results.values()], dtype=torch.long, device=device))
-    return torch.cat(floats), torch.cat(ints)
-
-
-def _unpack(like: Dict[str, UnitTopK], floats: torch.Tensor, ints: torch.Tensor) -> Dict[str, UnitTopK]:
-    """One rank's :func:`_pack` output back into results shaped like ``like``."""
-    out: Dict[str, Any] = {name: {} for name in like}
-    for flat, fields in ((floats, _FLOAT_FIELDS), (ints, _INT_FIELDS)):
-        start = 0
-        for name, top in like.items():
-            for field in fields:
-                template = getattr(top, field)
-                out[name][field] = flat[start : start + template.numel()].view(template.shape).to(template.dtype)
-                start += template.numel()
-    samples = ints[start:].tolist()  # after the last integer field: one count per layer
-    return {
-        name: dataclasses.replace(top, samples=int(count), **out[name])
-        for (name, top), count in zip(like.items(), samples)
-    }

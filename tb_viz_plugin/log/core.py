@@ -1,13 +1,37 @@
-"""Writing one step of a tb-viz tag through a ``SummaryWriter``: what every ``log_*`` function ends with."""
+"""Writing one step of a tb-viz tag through a ``SummaryWriter``, and how tags are named.
+
+A tag is ``<kind>/<what>``: the view's kind, then everything that tells two instances of a view
+apart (the layer, the target, the group...), then, when given, the user's ``name``. Every
+``write_*`` function ends in :func:`write_panel`.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
 
 from tb_viz_plugin import summary
+from tb_viz_plugin.render import Panel
 
 
-def log_items(
+def make_tag(kind: str, *what: str, name: Optional[str] = None) -> str:
+    """``<kind>/<what...>[/<name>]``: the tag of one view of one instance.
+
+    Raises:
+        ValueError: an empty part, or a ``name`` that is not a non-empty string.
+
+    Example:
+        >>> make_tag("attributions", "layer4", "predicted"), make_tag("filters", "conv1", name="frozen")
+        ('attributions/layer4/predicted', 'filters/conv1/frozen')
+    """
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ValueError(f"name must be None or a non-empty string, got {name!r}")
+    parts = [kind, *what, *([name] if name is not None else [])]
+    if not all(isinstance(part, str) and part for part in parts):
+        raise ValueError(f"every part of a tag must be a non-empty string, got {parts!r}")
+    return "/".join(parts)
+
+
+def write_items(
     writer: Any,
     tag: str,
     kind: str,
@@ -17,5 +41,16 @@ def log_items(
     meta: Optional[Mapping[str, Any]] = None,
     description: str = "",
 ) -> None:
-    """Write one step of a tb-viz tag (a manifest plus encoded images) through ``writer``."""
+    """Write one step of a tb-viz tag (a manifest plus encoded images) through ``writer``.
+
+    Raises:
+        ValueError: an invalid tag, kind or step, or items whose data are not bytes.
+        TypeError: ``writer`` is not a ``SummaryWriter``.
+    """
     summary.write_summary(writer, summary.build_summary(tag, kind, items, meta, description), step)
+
+
+def write_panel(writer: Any, tag: str, kind: str, panel: Panel, step: int) -> str:
+    """Write a rendered :class:`~tb_viz_plugin.render.Panel` as one step of ``tag``; returns the tag."""
+    write_items(writer, tag, kind, panel.items, step, meta=panel.meta, description=panel.description)
+    return tag

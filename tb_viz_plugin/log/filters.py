@@ -1,14 +1,53 @@
-"""``log_filters``: filter grids of conv layers, for plain PyTorch (``FilterGrid`` calls it too)."""
+"""The ``filters`` view: ``log_filters`` reads a model's conv weights, ``write_filters`` writes given ones."""
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence, Union
 
+import torch
 from torch import nn
 
-from tb_viz_plugin import render
-from tb_viz_plugin.log.core import log_items
+from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods import filter_weights, resolve_layers
+from tb_viz_plugin.render import filters as draw
+
+KIND = "filters"
+
+
+def write_filters(
+    writer: Any,
+    weights: Mapping[str, torch.Tensor],
+    step: int,
+    *,
+    max_filters: int = 32,
+    max_channels: int = 16,
+    name: Optional[str] = None,
+) -> List[str]:
+    """Write filter grids of given conv weights at ``step`` (tags ``filters/<layer>[/<name>]``).
+
+    Args:
+        writer: a ``torch.utils.tensorboard.SummaryWriter``.
+        weights: per layer name, its ``(out, in, kH, kW)`` filters (CPU tensors).
+        step: the global step to log at (use the same step as your scalars).
+        max_filters: at most this many filters (rows) are drawn.
+        max_channels: at most this many input channels per filter (deeper layers).
+        name: appended to every tag (tells two instances of the view apart).
+
+    Returns:
+        The tags written.
+
+    Example:
+        >>> import tempfile
+        >>> from torch.utils.tensorboard import SummaryWriter
+        >>> with tempfile.TemporaryDirectory() as logdir, SummaryWriter(logdir) as writer:
+        ...     write_filters(writer, {"conv1": torch.randn(8, 3, 5, 5)}, step=0)
+        ['filters/conv1']
+    """
+    tags = []
+    for layer, values in weights.items():
+        panel = draw.panel(layer, values, max_filters=max_filters, max_channels=max_channels)
+        tags.append(write_panel(writer, make_tag(KIND, layer, name=name), KIND, panel, step))
+    return tags
 
 
 def log_filters(
@@ -19,8 +58,9 @@ def log_filters(
     *,
     max_filters: int = 32,
     max_channels: int = 16,
+    name: Optional[str] = None,
 ) -> List[str]:
-    """Log filter grids of ``Conv2d`` layers of ``model`` at ``step`` (tags ``filters/<layer>``).
+    """Log filter grids of ``Conv2d`` layers of ``model`` at ``step`` (tags ``filters/<layer>[/<name>]``).
 
     Args:
         writer: a ``torch.utils.tensorboard.SummaryWriter``.
@@ -29,6 +69,7 @@ def log_filters(
         layers: module names such as ``"features.0"``; ``None`` = the first ``Conv2d``.
         max_filters: at most this many filters (rows) are drawn.
         max_channels: at most this many input channels per filter (deeper layers).
+        name: appended to every tag (tells two instances of the view apart).
 
     Returns:
         The tags written.
@@ -37,31 +78,12 @@ def log_filters(
         LayerNotFoundError: an unknown layer name (the message lists the Conv2d layers).
 
     Example:
-        >>> from torch.utils.tensorboard import SummaryWriter  # doctest: +SKIP
-        >>> writer = SummaryWriter("runs/exp1")  # doctest: +SKIP
-        >>> log_filters(writer, model, step=epoch, layers=["conv1", "layer1.0.conv1"])  # doctest: +SKIP
+        >>> import tempfile
+        >>> from torch.utils.tensorboard import SummaryWriter
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 5), nn.ReLU(), nn.Conv2d(8, 16, 3))
+        >>> with tempfile.TemporaryDirectory() as logdir, SummaryWriter(logdir) as writer:
+        ...     log_filters(writer, net, step=0, layers=["0", "2"])
+        ['filters/0', 'filters/2']
     """
-    tags = []
-    for name in resolve_layers(model, layers):
-        weights = filter_weights(model, name)
-        image, meta = render.filter_grid(weights, max_filters=max_filters, max_channels=max_channels)
-        out_ch, in_ch, kh, kw = meta["weight_shape"]
-        if meta["layout"] == "rgb":
-            caption = f"{meta['filters_shown']} of {out_ch} filters as RGB, {kh}x{kw}, min-max per filter"
-        else:
-            caption = (
-                f"{meta['filters_shown']} of {out_ch} filters (rows) x {meta['channels_shown']} of {in_ch} "
-                f"input channels, {kh}x{kw}; blue < 0 < red, scaled per filter"
-            )
-        tag = f"filters/{name}"
-        log_items(
-            writer,
-            tag,
-            "filters",
-            [render.png_item(image, caption)],
-            step,
-            meta={"layer": name, **meta},
-            description=f"Filters of {name} (Conv2d {in_ch}->{out_ch}, {kh}x{kw})",
-        )
-        tags.append(tag)
-    return tags
+    weights = {layer: filter_weights(model, layer) for layer in resolve_layers(model, layers)}
+    return write_filters(writer, weights, step, max_filters=max_filters, max_channels=max_channels, name=name)

@@ -1,30 +1,45 @@
 """Pure-torch visualization methods: a model and inputs in, tensors out.
 
 Nothing here logs, renders or knows about Lightning; callbacks and plain-PyTorch users call
-these functions and hand the tensors to :mod:`tb_viz_plugin.render`.
+these functions and hand the results to the ``write_*`` functions of :mod:`tb_viz_plugin.log`.
+One function per view computes what the view shows:
+
+| view | methods function |
+|---|---|
+| ``filters`` | :func:`filter_weights` |
+| ``activation_maps`` | :func:`activation_maps` |
+| ``top_activations`` | :func:`top_activations` (or :class:`TopActivationTracker` on someone else's passes) |
+| ``attributions`` | :func:`attribute` |
+| ``embeddings`` | :func:`extract_embeddings` (or :class:`EmbeddingCapture`), then :func:`embed` |
+| ``activation_maximization`` | :func:`activation_maximization` |
+| ``deepdream`` | :func:`dream` |
 """
 
 from tb_viz_plugin.methods.layers import (
     LayerNotFoundError,
     conv2d_layer_names,
+    model_device,
+    model_dtype,
     preserved_training_flags,
     resolve_layers,
 )
+from tb_viz_plugin.methods.classes import class_name, find_class_names
+from tb_viz_plugin.methods.hooks import LayerHooks, layer_outputs
 from tb_viz_plugin.methods.weights import filter_weights
-from tb_viz_plugin.methods import optvis
 from tb_viz_plugin.methods.activations import (
-    LayerGeometry,
-    LayerHooks,
-    ReceptiveField,
-    TopActivationTracker,
-    UnitTopK,
+    FeatureMaps,
+    Units,
     activation_layers,
+    activation_maps,
     capture_activations,
-    measure_layer,
-    merge_top_k,
-    receptive_field,
-    top_activations,
+    check_units,
+    select_units,
 )
+from tb_viz_plugin.methods.receptive_field import LayerGeometry, ReceptiveField, measure_layer, receptive_field
+from tb_viz_plugin.methods.top_k import RunningTopK, UnitTopK, merge_top_k
+from tb_viz_plugin.methods.tracking import TopActivationTracker, top_activations
+from tb_viz_plugin.methods import optvis
+from tb_viz_plugin.methods.optvis import Dream, Maximization, activation_maximization, dream
 from tb_viz_plugin.methods.attribution import (
     METHODS as ATTRIBUTION_METHODS,
     Attribution,
@@ -43,6 +58,9 @@ from tb_viz_plugin.methods.attribution import (
 )
 from tb_viz_plugin.methods.embeddings import (
     EmbeddingCapture,
+    EmbeddingMap,
+    cluster_quality,
+    embed,
     embedding_layer,
     extract_embeddings,
     knn_accuracy,
@@ -53,43 +71,61 @@ from tb_viz_plugin.methods.embeddings import (
 )
 
 __all__ = [
-    "optvis",
-    "LayerGeometry",
-    "LayerHooks",
-    "ReceptiveField",
-    "TopActivationTracker",
-    "UnitTopK",
-    "activation_layers",
-    "capture_activations",
-    "measure_layer",
-    "merge_top_k",
-    "receptive_field",
-    "top_activations",
-    "EmbeddingCapture",
-    "embedding_layer",
-    "extract_embeddings",
-    "knn_accuracy",
-    "pca",
-    "procrustes_align",
-    "silhouette",
-    "tsne",
-    "LayerNotFoundError",
-    "conv2d_layer_names",
-    "filter_weights",
-    "preserved_training_flags",
-    "resolve_layers",
     "ATTRIBUTION_METHODS",
     "Attribution",
     "CamHeadError",
+    "Dream",
+    "EmbeddingCapture",
+    "EmbeddingMap",
+    "FeatureMaps",
+    "LayerGeometry",
+    "LayerHooks",
+    "LayerNotFoundError",
+    "Maximization",
+    "ReceptiveField",
+    "RunningTopK",
+    "TopActivationTracker",
+    "UnitTopK",
+    "Units",
+    "activation_layers",
+    "activation_maps",
+    "activation_maximization",
     "attribute",
     "cam",
+    "capture_activations",
+    "check_units",
+    "class_name",
+    "cluster_quality",
+    "conv2d_layer_names",
+    "dream",
+    "embed",
+    "embedding_layer",
+    "extract_embeddings",
+    "filter_weights",
+    "find_class_names",
     "grad_cam",
     "grad_cam_plus_plus",
     "guided_backprop",
     "guided_grad_cam",
     "integrated_gradients",
+    "knn_accuracy",
     "layer_cam",
+    "layer_outputs",
+    "measure_layer",
+    "merge_top_k",
+    "model_device",
+    "model_dtype",
     "occlusion",
+    "optvis",
+    "pca",
+    "preserved_training_flags",
+    "procrustes_align",
+    "receptive_field",
+    "resolve_layers",
     "saliency",
+    "select_units",
+    "silhouette",
     "smooth_grad",
+    "top_activations",
+    "tsne",
 ]

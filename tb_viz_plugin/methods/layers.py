@@ -1,10 +1,13 @@
-"""Finding layers by name, and leaving a model's state as it was found."""
+"""Finding layers by name, where a model lives, and leaving a model's state as it was found."""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Callable, Iterator, List, Optional, Sequence, Union
 
+import itertools
+
+import torch
 from torch import nn
 
 _MAX_LISTED = 40
@@ -93,6 +96,49 @@ def resolve_layers(
             )
         resolved.append(name)
     return list(dict.fromkeys(resolved))
+
+
+def one_layer(layers: Optional[Union[str, Sequence[str]]], owner: str) -> Optional[str]:
+    """The layer of a view that shows one: ``layers`` given as a name, a one-element list, or ``None``.
+
+    Raises:
+        ValueError: several names, or something that is not a name, naming ``owner``.
+
+    Example:
+        >>> one_layer("fc", "Embeddings"), one_layer(["fc"], "Embeddings"), one_layer(None, "Embeddings")
+        ('fc', 'fc', None)
+    """
+    if layers is None or isinstance(layers, str):
+        return layers
+    names = list(layers) if isinstance(layers, (list, tuple)) else []
+    if len(names) != 1 or not isinstance(names[0], str):
+        raise ValueError(
+            f"{owner} shows one layer: give a module name or a one-element list (one instance per layer, "
+            f"each with its own name=, for several), got {layers!r}"
+        )
+    return names[0]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); the CPU for a model without either.
+
+    Example:
+        >>> model_device(nn.Linear(2, 2)), model_device(nn.ReLU())
+        (device(type='cpu'), device(type='cpu'))
+    """
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of ``model``'s first parameter (or buffer); ``float32`` when there is none.
+
+    Example:
+        >>> model_dtype(nn.Linear(2, 2).double()), model_dtype(nn.ReLU())
+        (torch.float64, torch.float32)
+    """
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return first.dtype if first is not None and first.is_floating_point() else torch.float32
 
 
 @contextlib.contextmanager

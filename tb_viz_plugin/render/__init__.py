@@ -1,26 +1,47 @@
-"""Tensors to images: grids, colormaps and PNG encoding.
+"""Tensors to images: what every view's drawing shares (colormap, grids, labels, PNG encoding).
 
-Everything returns ``uint8`` arrays of shape ``(H, W, 3)`` (or PNG bytes); no logging here. Views
-of later kinds add their own modules in this package (``render/<area>.py``).
+Everything here returns ``uint8`` arrays of shape ``(H, W, 3)`` (or PNG bytes, or summary items);
+nothing writes. One module per view, named by its kind (``render/<kind>.py``), turns a step's
+results (CPU tensors) into a :class:`Panel`: the encoded images with their manifest entries, the
+step's meta and the tag's description.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
-from typing import Any, Dict, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from PIL import Image
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 
 from tb_viz_plugin import summary
+
+ToRGB = Callable[[torch.Tensor], torch.Tensor]
+"""Maps model inputs ``(N, C, H, W)`` to displayable RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising)."""
 
 # Diverging colormap (ColorBrewer RdBu, reversed): negative = blue, zero = near white, positive = red.
 _DIVERGING = torch.tensor(
     [[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]], dtype=torch.float32
 ) / 255.0
-_BACKGROUND = 0.2  # grey between tiles
+BACKGROUND = 0.2
+"""Grey level between tiles (and of empty tiles)."""
+
+GAP = 2
+"""Pixels between the tiles of activation grids and patch rows."""
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One step of one tag, ready to write: items (images with manifest entries), step meta, tag description."""
+
+    items: List[summary.Item]
+    meta: Dict[str, Any]
+    description: str
 
 
 def diverging(values: torch.Tensor) -> torch.Tensor:
@@ -58,7 +79,7 @@ def tile_grid(tiles: torch.Tensor, ncols: int, gap: int = 1, row_gap: int = 1) -
     n, h, w, _ = tiles.shape
     nrows = max(1, math.ceil(n / ncols))
     canvas = torch.full(
-        (nrows * h + (nrows + 1) * row_gap, ncols * w + (ncols + 1) * gap, 3), _BACKGROUND, dtype=tiles.dtype
+        (nrows * h + (nrows + 1) * row_gap, ncols * w + (ncols + 1) * gap, 3), BACKGROUND, dtype=tiles.dtype
     )
     for i in range(n):
         r, c = divmod(i, ncols)
@@ -67,82 +88,76 @@ def tile_grid(tiles: torch.Tensor, ncols: int, gap: int = 1, row_gap: int = 1) -
     return canvas
 
 
-def _upscale(tiles: torch.Tensor, min_tile: int) -> Tuple[torch.Tensor, int]:
+def upscale(tiles: torch.Tensor, min_tile: int) -> Tuple[torch.Tensor, int]:
     """Nearest-neighbour upscale of ``(N, h, w, 3)`` tiles so that the smaller side is >= ``min_tile``."""
     scale = max(1, math.ceil(min_tile / min(tiles.shape[1], tiles.shape[2])))
     return tiles.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2), scale
 
 
-def filter_grid(
-    weights: torch.Tensor,
-    *,
-    max_filters: int = 32,
-    max_channels: int = 16,
-    rgb: bool | None = None,
-    min_tile: int = 24,
-) -> Tuple[np.ndarray, Dict[str, Any]]:
-    """Render conv filters ``(out, in, kH, kW)`` as one image.
 
-    Two layouts:
+def input_rgb(images: torch.Tensor, to_rgb: Optional[ToRGB] = None) -> torch.Tensor:
+    """Model inputs as displayable images ``(N, H, W, 3)`` in ``[0, 1]`` on the CPU.
 
-    - ``rgb`` (default when ``in == 3``): each filter is one colour tile, the three input
-      channels read as R, G, B, min-max normalised per filter; up to ``max_filters`` filters on a
-      near-square grid.
-    - per channel (deeper layers): one row per filter (up to ``max_filters``), one tile per input
-      channel (up to ``max_channels``), on a diverging colormap scaled per filter by its largest
-      absolute weight (white = 0, red = positive, blue = negative), so rows are comparable within
-      a filter and zero always looks the same.
+    Args:
+        images: ``(N, C, H, W)`` inputs (crops included).
+        to_rgb: maps inputs to ``(N, 3, H, W)`` in ``[0, 1]``; ``None`` = min-max scaling of each image
+            (over all its channels), with one channel shown as grey.
 
-    The first filters/channels are drawn (not a data-dependent choice), so the same filters are
-    shown at every step. Tiles are upscaled (nearest) to at least ``min_tile`` pixels.
-
-    Returns:
-        ``(image, meta)``: a ``uint8`` ``(H, W, 3)`` array and a JSON-ready description
-        (layout, counts shown/total, value range, scale).
+    Raises:
+        ValueError: ``to_rgb`` is ``None`` and the inputs have neither 1 nor 3 channels, or ``to_rgb``
+            returns another shape.
 
     Example:
-        >>> img, meta = filter_grid(torch.randn(16, 3, 5, 5))
-        >>> img.shape, meta["layout"]
-        ((110, 110, 3), 'rgb')
+        >>> input_rgb(torch.randn(2, 1, 8, 8)).shape
+        torch.Size([2, 8, 8, 3])
     """
-    if weights.dim() != 4:
-        raise ValueError(f"expected conv weights of shape (out, in, kH, kW), got {tuple(weights.shape)}")
-    if max_filters < 1 or max_channels < 1:
-        raise ValueError(f"max_filters and max_channels must be >= 1, got {max_filters}, {max_channels}")
-    weights = weights.detach().float().cpu()
-    out_ch, in_ch, kh, kw = weights.shape
-    if rgb is None:
-        rgb = in_ch == 3
-    if rgb and in_ch != 3:
-        raise ValueError(f"rgb=True needs 3 input channels, the filters have {in_ch}")
-    shown = weights[:max_filters]
-    meta: Dict[str, Any] = {
-        "weight_shape": [out_ch, in_ch, kh, kw],
-        "filters_shown": int(shown.shape[0]),
-        "filters_total": int(out_ch),
-        "weight_min": float(weights.min()),
-        "weight_max": float(weights.max()),
-    }
-    if rgb:
-        flat = shown.flatten(1)
-        lo, hi = flat.min(1).values, flat.max(1).values
-        norm = (shown - lo[:, None, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None, None]
-        tiles, scale = _upscale(norm.permute(0, 2, 3, 1), min_tile)
-        ncols = math.ceil(math.sqrt(len(tiles)))
-        image = tile_grid(tiles, ncols, gap=2, row_gap=2)
-        meta.update(layout="rgb", channels_shown=3, channels_total=3, normalization="min-max per filter")
+    images = images.detach()
+    if to_rgb is not None:
+        rgb = to_rgb(images)
+        if rgb.dim() != 4 or rgb.shape[1] != 3 or rgb.shape[0] != images.shape[0] or rgb.shape[2:] != images.shape[2:]:
+            raise ValueError(f"to_rgb must return (N, 3, H, W) for inputs {tuple(images.shape)}, got {tuple(rgb.shape)}")
     else:
-        shown = shown[:, :max_channels]
-        peak = shown.flatten(1).abs().max(1).values.clamp_min(1e-12)
-        colours = diverging(shown / peak[:, None, None, None])  # (F, C, kh, kw, 3)
-        f, c = colours.shape[:2]
-        tiles, scale = _upscale(colours.reshape(f * c, kh, kw, 3), min_tile)
-        image = tile_grid(tiles, ncols=c, gap=1, row_gap=3)
-        meta.update(
-            layout="per_channel",
-            channels_shown=int(c),
-            channels_total=int(in_ch),
-            normalization="diverging, scaled per filter by max |w| (white = 0, red > 0, blue < 0)",
-        )
-    meta["scale"] = scale
-    return to_uint8(image), meta
+        if images.shape[1] not in (1, 3):
+            raise ValueError(f"inputs with {images.shape[1]} channels need a to_rgb function to be shown")
+        flat = images.float().flatten(1)
+        low, high = flat.min(1).values, flat.max(1).values
+        rgb = (images.float() - low[:, None, None, None]) / (high - low).clamp_min(1e-12)[:, None, None, None]
+        rgb = rgb.expand(-1, 3, -1, -1)
+    return rgb.float().clamp(0, 1).permute(0, 2, 3, 1).cpu()
+
+
+def scale_for(height: int, width: int, min_tile: int) -> int:
+    """The integer upscale that brings the smaller side of ``height`` x ``width`` to at least ``min_tile``."""
+    return max(1, math.ceil(min_tile / max(1, min(height, width))))
+
+
+def resize(x: torch.Tensor, size: Tuple[int, int], mode: str = "nearest") -> torch.Tensor:
+    """``(N, h, w)`` -> ``(N, *size)``."""
+    kwargs = {} if mode == "nearest" else {"align_corners": False}
+    return F.interpolate(x[:, None].float(), size=size, mode=mode, **kwargs)[:, 0]
+
+
+@functools.lru_cache(maxsize=8)
+def font(size: int) -> ImageFont.ImageFont:
+    """Pillow's default font at ``size`` pixels (the fixed bitmap font on Pillow < 10.1)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def label_tiles(canvas: np.ndarray, tile: Tuple[int, int], ncols: int, labels: Sequence[Optional[str]]) -> np.ndarray:
+    """Draw ``labels[i]`` (white on a dark box) in the top-left corner of tile ``i`` of a ``tile_grid``."""
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    face = font(max(9, min(14, tile[0] // 6)))
+    for i, text in enumerate(labels):
+        if not text:
+            continue
+        row, col = divmod(i, ncols)
+        x, y = GAP + col * (tile[1] + GAP), GAP + row * (tile[0] + GAP)
+        left, top, right, bottom = draw.textbbox((x + 2, y + 1), text, font=face)
+        draw.rectangle((x, y, right + 2, bottom + 2), fill=(0, 0, 0))
+        draw.text((x + 2, y + 1), text, fill=(255, 255, 255), font=face)
+    return np.asarray(image)
+

@@ -1,4 +1,4 @@
-"""Thumbnails of embedded samples and their sprite sheet (the layout TensorBoard's Projector uses).
+"""The ``embeddings`` view: the 2-D map and its samples' thumbnails, as one sprite sheet.
 
 The Projector reads one sprite image per embedding: square thumbnails on a grid of
 ``ceil(sqrt(N))`` columns, row by row, at most 8192 x 8192 pixels. The same layout serves the
@@ -8,18 +8,20 @@ tb-viz scatter view, which crops a sample's thumbnail out of the sprite on hover
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tb_viz_plugin.render import tile_grid, to_uint8
+from tb_viz_plugin.methods.embeddings import EmbeddingMap
+from tb_viz_plugin.render import Panel, ToRGB, input_rgb, png_item, tile_grid, to_uint8
 
 SPRITE_MAX_PX = 8192
 """The Projector's limit on the sprite's width and height."""
 THUMB_MAX_PX = 48
 """Largest thumbnail side; smaller when many samples must fit in ``SPRITE_MAX_PX``."""
+_DECIMALS = 4
 
 
 def sprite_layout(n: int, max_thumb: int = THUMB_MAX_PX, max_px: int = SPRITE_MAX_PX) -> Tuple[int, int]:
@@ -83,3 +85,88 @@ def sprite(thumbs: torch.Tensor, columns: int) -> np.ndarray:
         (16, 24, 3)
     """
     return to_uint8(tile_grid(thumbs.permute(0, 2, 3, 1).cpu(), columns, gap=0, row_gap=0))
+
+
+def sample_thumbnails(images: torch.Tensor, to_rgb: Optional[ToRGB] = None) -> Tuple[torch.Tensor, int]:
+    """The square thumbnails of N samples at the sprite's size, and the sprite's column count.
+
+    Args:
+        images: ``(N, C, H, W)`` model inputs (any size; e.g. already shrunk to ``THUMB_MAX_PX``).
+        to_rgb: inputs -> RGB in ``[0, 1]``; ``None`` = each image stretched to its own min-max range.
+
+    Returns:
+        ``(thumbs (N, 3, s, s) in [0, 1], columns)``.
+
+    Example:
+        >>> thumbs, columns = sample_thumbnails(torch.rand(5, 3, 64, 40))
+        >>> tuple(thumbs.shape), columns
+        ((5, 3, 48, 48), 3)
+    """
+    rgb = input_rgb(images, to_rgb).permute(0, 3, 1, 2)
+    size, columns = sprite_layout(len(rgb), min(THUMB_MAX_PX, max(rgb.shape[-2:])))
+    return thumbnails(rgb, size), columns
+
+
+def _rounded(points: torch.Tensor) -> List[List[float]]:
+    return [[round(float(x), _DECIMALS), round(float(y), _DECIMALS)] for x, y in points.tolist()]
+
+
+def panel(
+    embedding: EmbeddingMap,
+    *,
+    labels: Optional[torch.Tensor] = None,
+    predicted: Optional[torch.Tensor] = None,
+    thumbs: Optional[Tuple[torch.Tensor, int]] = None,
+    class_names: Optional[Sequence[str]] = None,
+    indices: Optional[Sequence[int]] = None,
+    projector: bool = False,
+) -> Panel:
+    """The step of an ``embeddings`` tag: the map, labels and quality in the meta, the sprite as its one item.
+
+    Args:
+        embedding: the features and their map (``methods.embed``).
+        labels: ``(N,)`` true classes.
+        predicted: ``(N,)`` predicted classes.
+        thumbs: :func:`sample_thumbnails` of the samples, or ``None`` for no sprite.
+        class_names: names of the class indices.
+        indices: an id per sample (e.g. dataset indices); default ``0..N-1``.
+        projector: whether the full features also go to the Projector (said in the description).
+
+    Raises:
+        ValueError: labels, predicted, thumbnails or indices of another length than the features.
+    """
+    n, dim = embedding.features.shape
+    for name, value in (("labels", labels), ("predicted", predicted)):
+        if value is not None and tuple(value.shape) != (n,):
+            raise ValueError(f"{name} must have shape ({n},), got {tuple(value.shape)}")
+    if thumbs is not None and len(thumbs[0]) != n:
+        raise ValueError(f"{len(thumbs[0])} thumbnails for {n} samples")
+    if indices is not None and len(indices) != n:
+        raise ValueError(f"{len(indices)} indices for {n} samples")
+    meta: Dict[str, Any] = {
+        "method": embedding.method,
+        "num_samples": n,
+        "feature_dim": dim,
+        "aligned": embedding.aligned,
+        "indices": list(range(n)) if indices is None else [int(i) for i in indices],
+        "points": _rounded(embedding.points),
+    }
+    if embedding.explained_variance is not None:
+        meta["explained_variance"] = [round(float(r), _DECIMALS) for r in embedding.explained_variance]
+    if labels is not None:
+        meta["labels"] = labels.detach().cpu().long().tolist()
+    if embedding.quality is not None:
+        meta["quality"] = dict(embedding.quality)
+    if predicted is not None:
+        meta["predicted"] = predicted.detach().cpu().long().tolist()
+    if class_names is not None:
+        meta["class_names"] = [str(name) for name in class_names]
+    items = []
+    if thumbs is not None:
+        images, columns = thumbs
+        caption = f"thumbnails of the {n} samples ({images.shape[-1]} px, {columns} per row)"
+        items.append(png_item(sprite(images, columns), caption, tile=int(images.shape[-1]), columns=columns))
+    description = f"{n} samples, {dim}-d features, 2-D map by {'PCA' if embedding.method == 'pca' else 't-SNE'}" + (
+        " (full features in the Projector tab)" if projector else ""
+    )
+    return Panel(items, meta, description)

@@ -4,20 +4,16 @@ Each method takes a batch ``(N, C, H, W)`` and per-image targets and returns raw
 at input resolution on the model's device; :func:`attribute` computes several at once, sharing
 forward and backward passes.
 
-Modules: ``core`` (``attribute`` and one function per method), ``cams`` (the CAM family on one
-base class), ``gradients`` (input-gradient methods), ``perturbation`` (occlusion), ``hooks``
-(capturing layers, guided ReLUs, traced module calls), ``targets``.
+Modules: ``core`` (``attribute`` and one function per method), ``registry`` (every method by name),
+``result`` (what ``attribute`` returns), ``shared_pass`` (the passes methods share), ``cams`` (the
+CAM family on one base class), ``gradients`` (input-gradient methods), ``perturbation``
+(occlusion), ``hooks`` (traced module calls, guided ReLUs), ``targets``.
 """
 
 from tb_viz_plugin.methods.attribution.cams import CamHeadError, upsample
 from tb_viz_plugin.methods.attribution.core import (
-    METHODS,
-    Attribution,
-    AttributionMap,
     attribute,
     cam,
-    check_methods,
-    check_options,
     grad_cam,
     grad_cam_plus_plus,
     guided_backprop,
@@ -28,9 +24,12 @@ from tb_viz_plugin.methods.attribution.core import (
     saliency,
     smooth_grad,
 )
-from tb_viz_plugin.methods.attribution.targets import Targets, check_targets
+from tb_viz_plugin.methods.attribution.registry import DEFAULT_METHODS, METHODS, check_methods, check_options
+from tb_viz_plugin.methods.attribution.result import Attribution, AttributionMap
+from tb_viz_plugin.methods.attribution.targets import Targets, check_targets, describe_targets
 
 __all__ = [
+    "DEFAULT_METHODS",
     "METHODS",
     "Attribution",
     "AttributionMap",
@@ -41,6 +40,7 @@ __all__ = [
     "check_methods",
     "check_options",
     "check_targets",
+    "describe_targets",
     "grad_cam",
     "grad_cam_plus_plus",
     "guided_backprop",

@@ -1,88 +1,21 @@
-"""What a forward pass computes, captured without changing it: layer tensors, module calls, ReLU gradients.
+"""What attribution methods need from a forward pass besides layer tensors: module calls and ReLU gradients.
 
-Every hook lives in an object with ``release()`` (also called on leaving its ``with`` block), so no
-hook outlives the computation that needed it.
+Layer tensors are captured by :class:`~tb_viz_plugin.methods.hooks.LayerHooks`, module calls are
+traced through it too (:func:`trace_modules`); :class:`GuidedReLU` changes the backward pass of
+ReLU calls while its context is active. No hook outlives the computation that needed it.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils.hooks import RemovableHandle
 
-
-class LayerCapture:
-    """Keeps the output (or the input) of named modules during forward passes.
-
-    The rest of the forward pass receives a clone of a captured output, so in-place operations
-    that run later (``nn.ReLU(inplace=True)``, ``out += identity``) modify the clone and not the
-    tensor kept here: activations and the gradients taken with respect to them are those of the
-    layer itself. A module called several times keeps its last call.
-
-    Args:
-        model: the network.
-        names: module names as in ``model.named_modules()``.
-        capture: ``"output"`` (a forward hook; gradients can be taken with respect to it) or
-            ``"input"`` (a forward pre-hook on the first positional input, detached).
-
-    Raises:
-        ValueError: (during the forward) a captured tensor is not 4-D ``(N, C, H, W)``.
-
-    Example:
-        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True))
-        >>> with LayerCapture(net, ["0"]) as capture:
-        ...     _ = net(torch.randn(2, 3, 8, 8))
-        >>> capture.tensors["0"].shape, bool((capture.tensors["0"] < 0).any())
-        (torch.Size([2, 4, 6, 6]), True)
-    """
-
-    def __init__(self, model: nn.Module, names: Sequence[str], capture: str = "output") -> None:
-        if capture not in ("output", "input"):
-            raise ValueError(f"capture must be 'output' or 'input', got {capture!r}")
-        self.tensors: Dict[str, torch.Tensor] = {}
-        self._handles: List[RemovableHandle] = []
-        for name in names:
-            module = model.get_submodule(name)
-            if capture == "output":
-                self._handles.append(module.register_forward_hook(functools.partial(self._keep_output, name)))
-            else:
-                self._handles.append(module.register_forward_pre_hook(functools.partial(self._keep_input, name)))
-
-    @staticmethod
-    def _check(name: str, tensor: Any, what: str) -> torch.Tensor:
-        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 4:
-            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-            raise ValueError(
-                f"the {what} of layer {name!r} is {shape}, not a feature map (N, C, H, W); "
-                "choose a convolutional layer or block (the default is the last one before pooling)"
-            )
-        return tensor
-
-    def _keep_output(self, name: str, module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> torch.Tensor:
-        self.tensors[name] = self._check(name, output, "output")
-        return output.clone()  # what the rest of the forward pass sees (and may modify in place)
-
-    def _keep_input(self, name: str, module: nn.Module, inputs: Tuple[Any, ...]) -> None:
-        self.tensors[name] = self._check(name, inputs[0] if inputs else None, "input").detach().clone()
-
-    def release(self) -> None:
-        """Remove every hook (idempotent); the captured tensors stay readable."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-
-    def __enter__(self) -> "LayerCapture":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-
+from tb_viz_plugin.methods.hooks import LayerHooks
 
 _RELUS = frozenset({F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_})
 
@@ -132,11 +65,10 @@ def is_leaf(module: nn.Module) -> bool:
 
 @dataclass(frozen=True)
 class ModuleCall:
-    """One module call of a traced forward pass (inputs and output as the module saw them)."""
+    """One module call of a traced forward pass (its output as the module returned it)."""
 
     name: str
     module: nn.Module
-    inputs: Tuple[Any, ...]
     output: Any
 
 
@@ -155,16 +87,12 @@ def trace_modules(model: nn.Module, images: torch.Tensor) -> Tuple[List[ModuleCa
         >>> [c.name for c in calls], out.shape
         (['0', '1', ''], torch.Size([1, 4, 6, 6]))
     """
+    modules = dict(model.named_modules())
     calls: List[ModuleCall] = []
 
-    def record(name: str, module: nn.Module, inputs: Tuple[Any, ...], output: Any) -> None:
-        calls.append(ModuleCall(name, module, inputs, output))
+    def record(name: str, output: Any) -> None:
+        calls.append(ModuleCall(name, modules[name], output))
 
-    handles = [module.register_forward_hook(functools.partial(record, name)) for name, module in model.named_modules()]
-    try:
-        with torch.no_grad():
-            output = model(images)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with LayerHooks(model, list(modules), record), torch.no_grad():
+        output = model(images)
     return calls, output

@@ -4,20 +4,23 @@ The lecture's recipe: forward the image to a layer, use the layer's activations 
 there (the gradient of ``energy(layer)`` = half the mean squared activation), back-propagate to
 the image, normalise the gradient, take a step; shift the image randomly before each step
 (jitter) and work from a small to the full resolution (octaves), carrying the detail added at
-each scale up to the next.
+each scale up to the next. :func:`dream` does it for model inputs, as the ``deepdream`` view
+computes it (the energy before and after included).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tb_viz_plugin.methods.layers import resolve_layers
 from tb_viz_plugin.methods.optvis.objectives import energy
+from tb_viz_plugin.methods.optvis.optimize import Rendered, evaluate, from_model_input, scoring
 from tb_viz_plugin.methods.optvis.param import own_generator
-from tb_viz_plugin.methods.optvis.optimize import Rendered, scoring
 
 
 def normalize_gradient(grad: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -108,3 +111,70 @@ def deepdream(
         with torch.no_grad():
             values = score(dream, dream).float().cpu()
     return Rendered(images=dream, values=values)
+
+
+@dataclass(frozen=True)
+class Dream:
+    """What :func:`dream` returns: each probe image, its dream, and the layer's energy on both.
+
+    Attributes:
+        layer: the layer's full module name.
+        originals: ``(N, 3, H, W)`` the images in ``[0, 1]`` (un-normalised), on the CPU.
+        dreams: ``(N, 3, H, W)`` in ``[0, 1]``, on the CPU.
+        energy_before: ``(N,)`` half the mean squared activation of the layer on the originals.
+        energy_after: ``(N,)`` the same on the dreams.
+        octaves: scales used.
+        steps: gradient steps per octave.
+    """
+
+    layer: str
+    originals: torch.Tensor
+    dreams: torch.Tensor
+    energy_before: torch.Tensor
+    energy_after: torch.Tensor
+    octaves: int
+    steps: int
+
+
+def dream(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layer: str,
+    *,
+    octaves: int = 3,
+    steps: int = 10,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    seed: int = 0,
+) -> Dream:
+    """DeepDream model inputs (normalised like the dataset's) at ``layer``, with the energy before and after.
+
+    Args:
+        model: the network; not modified.
+        inputs: ``(N, 3, H, W)`` model inputs, normalised with ``mean``/``std`` (inference tensors are fine).
+        layer: module name whose activations are amplified (a unique ending of a full name is fine).
+        octaves: scales, smallest to full size.
+        steps: gradient steps per octave.
+        mean: per-channel mean of the input normalisation (``None`` = inputs in [0, 1]).
+        std: per-channel standard deviation of that normalisation.
+        seed: seed of the jitter (our own generator).
+
+    Returns:
+        A :class:`Dream` on the CPU.
+
+    Raises:
+        LayerNotFoundError: ``layer`` is not a module of ``model``.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        >>> result = dream(net, torch.randn(2, 3, 16, 16), "1", octaves=2, steps=2)
+        >>> tuple(result.dreams.shape), bool((result.energy_after > result.energy_before).all())
+        ((2, 3, 16, 16), True)
+    """
+    (path,) = resolve_layers(model, layer, accept=lambda module: True, what="module")
+    with torch.inference_mode(False):
+        originals = from_model_input(inputs.detach().clone(), mean, std)  # a normal tensor, even from inference mode
+    before = evaluate(model, energy(path), originals, mean=mean, std=std)
+    generator = torch.Generator().manual_seed(seed)
+    result = deepdream(model, originals, path, octaves=octaves, steps=steps, mean=mean, std=std, generator=generator)
+    return Dream(path, originals.detach().cpu(), result.images.cpu(), before, result.values, octaves, steps)

@@ -16,7 +16,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from tb_viz_plugin.methods.activations import LayerHooks
+from tb_viz_plugin.methods.hooks import LayerHooks
 from tb_viz_plugin.methods.layers import preserved_training_flags, resolve_layers
 from tb_viz_plugin.methods.optvis.objectives import INPUT, OUTPUT, Objective
 from tb_viz_plugin.methods.optvis.param import ImageParam, own_generator
@@ -104,7 +104,7 @@ def scoring(
         stack.enter_context(preserved_training_flags(model))
         stack.enter_context(torch.inference_mode(False))
         stack.enter_context(torch.enable_grad())
-        stack.enter_context(LayerHooks(model, list(aliases), keep))
+        stack.enter_context(LayerHooks(model, list(aliases), keep, feature_maps=True))
 
         def score(image: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
             activations.clear()

@@ -1,0 +1,94 @@
+"""The ``activation_maximization`` view: ``log_activation_maximization`` optimises images, ``write_...`` writes them.
+
+Tags: ``activation_maximization/output`` for the class logits, ``activation_maximization/<layer>``
+for units of a layer; each item's caption names the target and its final objective value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Mapping, Optional, Sequence
+
+from torch import nn
+
+from tb_viz_plugin.log.core import make_tag, write_panel
+from tb_viz_plugin.methods.optvis.maximize import Maximization, activation_maximization
+from tb_viz_plugin.render import activation_maximization as draw
+
+KIND = "activation_maximization"
+
+
+def write_activation_maximization(writer: Any, result: Maximization, step: int, *, name: Optional[str] = None) -> List[str]:
+    """Write optimised images (tags ``activation_maximization/<output or layer>[/<name>]``), one tag per group.
+
+    Args:
+        writer: a ``torch.utils.tensorboard.SummaryWriter``.
+        result: what ``methods.activation_maximization`` returned (its images are on the CPU).
+        step: the global step to log at.
+        name: appended to every tag (tells two instances of the view apart).
+
+    Returns:
+        The tags written.
+    """
+    panels = draw.panels(result)
+    return [write_panel(writer, make_tag(KIND, what, name=name), KIND, panel, step) for what, panel in panels.items()]
+
+
+def log_activation_maximization(
+    writer: Any,
+    model: nn.Module,
+    step: int,
+    *,
+    classes: Optional[Sequence[int]] = None,
+    class_names: Optional[Sequence[str]] = None,
+    units: Optional[Mapping[str, Sequence[int]]] = None,
+    steps: int = 64,
+    size: int = 64,
+    param: str = "pyramid",
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    seed: int = 0,
+    name: Optional[str] = None,
+) -> List[str]:
+    """Render the image each class (and each listed unit) wants to see, and log them at ``step``.
+
+    All targets are optimised together as one batch (one image per target), from the same seeded
+    start at every call so that steps compare (see ``methods.activation_maximization``).
+
+    Args:
+        writer: a ``torch.utils.tensorboard.SummaryWriter``.
+        model: the network, taking images normalised with ``mean``/``std``; not modified.
+        step: the global step to log at.
+        classes: output indices to maximise (the pre-softmax logit); ``None`` = every output
+            (at most ``MAX_CLASSES``); ``[]`` = none.
+        class_names: names of the outputs, for captions.
+        units: ``{layer name: [channel, ...]}``: maximise each channel's mean activation.
+        steps: optimisation steps.
+        size: image height and width (independent of the training resolution).
+        param: ``"pyramid"`` (multi-scale octaves), ``"fourier"`` (1/f spectrum) or ``"pixel"``.
+        mean: per-channel mean of the model's input normalisation (``None`` = inputs in [0, 1]).
+        std: per-channel standard deviation of that normalisation.
+        seed: seed of the initial images and the random transforms (our own generator).
+        name: appended to every tag (tells two instances of the view apart).
+
+    Returns:
+        The tags written.
+
+    Raises:
+        ValueError: no targets, an unknown ``param``, or too many outputs for ``classes=None``.
+        LayerNotFoundError: a layer name that is not a module of ``model``.
+        IndexError: a class or unit index out of range.
+
+    Example:
+        >>> import tempfile
+        >>> from torch.utils.tensorboard import SummaryWriter
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        >>> with tempfile.TemporaryDirectory() as logdir, SummaryWriter(logdir) as writer:
+        ...     log_activation_maximization(writer, net, step=0, class_names=["a", "b", "c", "d"],
+        ...                                 units={"0": [0, 1]}, steps=2, size=16)
+        ['activation_maximization/output', 'activation_maximization/0']
+    """
+    result = activation_maximization(
+        model, classes=classes, class_names=class_names, units=units, steps=steps, size=size, param=param,
+        mean=mean, std=std, seed=seed,
+    )  # fmt: skip
+    return write_activation_maximization(writer, result, step, name=name)
