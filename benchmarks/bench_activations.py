@@ -47,8 +47,8 @@ from torch.utils.data import DataLoader, TensorDataset
 import tb_viz_plugin.callbacks.top_activations as top_activations_module
 from tb_viz_plugin.callbacks import TopActivations
 from tb_viz_plugin.callbacks.probes import _split_sample
-from tb_viz_plugin.log import log_unit_top_k
-from tb_viz_plugin.methods.activations import RunningTopK, TopActivationTracker, UnitTopK, measure_layer
+from tb_viz_plugin.log import write_top_activations
+from tb_viz_plugin.methods import RunningTopK, TopActivationTracker, UnitTopK, measure_layer
 
 
 def _now() -> float:
@@ -83,7 +83,7 @@ class Stopwatch:
 
 
 WATCH = Stopwatch()
-top_activations_module.log_unit_top_k = timed_log = WATCH.timed(log_unit_top_k, logging=True)
+top_activations_module.write_top_activations = timed_log = WATCH.timed(write_top_activations, logging=True)
 TopActivationTracker._stash = WATCH.timed(TopActivationTracker._stash)  # the forward hooks' work
 
 

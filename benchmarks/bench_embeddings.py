@@ -11,7 +11,7 @@ fastest of ``--repeats``: the least disturbed by other jobs), and prints a markd
 - ``trainer.validate()`` with the ``Embeddings`` callback (capture + PCA + files), against without;
 - per-epoch computations on 2,000 x 512 features: PCA, k-NN accuracy, silhouette and alignment
   against scikit-learn / scipy, and the cost of t-SNE (scikit-learn) relative to our PCA;
-- ``log_embeddings`` with and without the Projector's files.
+- ``write_embeddings`` (the map computed by ``methods.embed``) with and without the Projector's files.
 
 Run: ``.venv/bin/python benchmarks/bench_embeddings.py [--repeats 5] [--threads N] [--skip-tsne]``
 (``--threads 1`` on a machine shared with other jobs: multi-threaded BLAS/OpenMP spin-waits make
@@ -153,10 +153,11 @@ def _sklearn_knn(x: np.ndarray, y: np.ndarray, k: int = 5) -> float:
 
 
 def bench_log(repeats: int, n: int, dim: int) -> Tuple[float, float]:
-    """``log_embeddings`` (PCA, with sprite) with the Projector's files, and without them."""
+    """``embed`` + ``write_embeddings`` (PCA, with sprite) with the Projector's files, and without them."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from tb_viz_plugin import log_embeddings
+    from tb_viz_plugin import write_embeddings
+    from tb_viz_plugin.methods import embed
 
     features, labels = _features(n, dim)
     images = torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -164,8 +165,8 @@ def bench_log(repeats: int, n: int, dim: int) -> Tuple[float, float]:
     step = iter(range(10**6))
 
     def run(projector: bool) -> None:
-        log_embeddings(writer, "emb", features, next(step), labels=labels, predicted=labels, images=images,
-                       projector=projector)
+        write_embeddings(writer, "emb", embed(features, labels=labels), next(step), labels=labels, predicted=labels,
+                         images=images, to_rgb=lambda x: x, projector=projector)
 
     try:
         return side_by_side(lambda: run(True), lambda: run(False), repeats)
@@ -218,9 +219,9 @@ def main() -> None:
     if not args.skip_tsne:
         row("2-D map, 2,000 x 512", "t-SNE (scikit-learn, `method='tsne'`)", "`pca` (the default)",
             side_by_side(lambda: tsne(x), lambda: pca(x), 1))
-    row("`log_embeddings`, 300 x 128 (demo size)", "with Projector files", "without",
+    row("`embed` + `write_embeddings`, 300 x 128 (demo size)", "with Projector files", "without",
         bench_log(args.repeats, 300, 128))
-    row("`log_embeddings`, 2,000 x 512", "with Projector files", "without", bench_log(max(1, args.repeats // 2), 2000, 512))
+    row("`embed` + `write_embeddings`, 2,000 x 512", "with Projector files", "without", bench_log(max(1, args.repeats // 2), 2000, 512))
 
     print("\n| what | ours | peer | ours (ms) | peer (ms) | ours / peer |")
     print("|---|---|---|---:|---:|---:|")

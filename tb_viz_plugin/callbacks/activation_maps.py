@@ -48,8 +48,8 @@ class ActivationMaps(RankZeroCallback):
 
     Example:
         >>> callback = ActivationMaps(layers=["features.0", "features.4"], num_images=4, units=8)
-        >>> callback.units, callback.state_key
-        (8, "ActivationMaps{'layers': ['features.0', 'features.4']}")
+        >>> callback.state_key
+        "ActivationMaps{'layers': ['features.0', 'features.4'], 'units': 8, 'probes': 4}"
         >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[callback])  # doctest: +SKIP
     """
 
@@ -81,7 +81,7 @@ class ActivationMaps(RankZeroCallback):
     @property
     @override
     def state_key(self) -> str:
-        return self._key(layers=self.layers)
+        return self._key(layers=self.layers, units=self.units)
 
     @override
     def _planned_tags(self) -> List[str]:

@@ -278,10 +278,16 @@ class RankZeroCallback(VizCallback):
     ) -> None:
         super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
         self._probes: Optional[ProbeImages] = None
+        self._probe_choice = list(indices) if indices is not None else num_images  # part of the state key
         if num_images is not None:
             check_positive(type(self).__name__, num_images=num_images)
             with misconfiguration(type(self).__name__):
                 self._probes = ProbeImages(num_images, indices)
+
+    @override
+    def _key(self, **settings: Any) -> str:
+        """The ``state_key``: the settings, the probe choice (``num_images`` or ``indices``) and the ``name``."""
+        return super()._key(**settings, **({} if self._probes is None else {"probes": self._probe_choice}))
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         raise NotImplementedError

@@ -50,7 +50,7 @@ class DeepDream(RankZeroCallback):
         >>> from tb_viz_plugin.demo.data import CLASS_NAMES, MEAN, STD
         >>> callback = DeepDream("model.features.8", class_names=CLASS_NAMES, mean=MEAN, std=STD)
         >>> callback.layers, callback.state_key
-        ('model.features.8', "DeepDream{'layers': 'model.features.8'}")
+        ('model.features.8', "DeepDream{'layers': 'model.features.8', 'probes': 4}")
         >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[callback])  # doctest: +SKIP
     """
 

@@ -148,7 +148,7 @@ class Embeddings(VizCallback):
     @property
     @override
     def state_key(self) -> str:
-        return self._key(layers=self.layers)
+        return self._key(layers=self.layers, num_samples=self.num_samples)
 
     @override
     def _planned_tags(self) -> List[str]:
