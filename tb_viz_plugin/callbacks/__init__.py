@@ -1,11 +1,13 @@
 """Lightning callbacks (``pytorch_lightning``) that log tb-viz visualizations at epoch ends.
 
 Example:
-    >>> from pytorch_lightning import Trainer  # doctest: +SKIP
-    >>> from pytorch_lightning.loggers import TensorBoardLogger  # doctest: +SKIP
-    >>> from tb_viz_plugin.callbacks import FilterGrid  # doctest: +SKIP
-    >>> trainer = Trainer(logger=TensorBoardLogger("logs"),
-    ...                   callbacks=[FilterGrid(layers=["features.0", "features.4"])])  # doctest: +SKIP
+    >>> from pytorch_lightning import Trainer
+    >>> from pytorch_lightning.loggers import TensorBoardLogger
+    >>> from tb_viz_plugin.callbacks import AttributionMaps, FilterGrid
+    >>> callbacks = [FilterGrid(layers=["features.0", "features.4"]), AttributionMaps(layers="features")]
+    >>> [callback.name for callback in callbacks]  # a name= tells two instances on the same layers apart
+    [None, None]
+    >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=callbacks)  # doctest: +SKIP
 """
 
 from tb_viz_plugin.callbacks.base import RankZeroCallback, VizCallback

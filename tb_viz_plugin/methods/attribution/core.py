@@ -63,11 +63,12 @@ def attribute(
         CamHeadError: ``cam`` on a network that does not end in global average pooling + Linear.
 
     Example:
-        >>> import torchvision  # doctest: +SKIP
-        >>> net = torchvision.models.resnet18()  # doctest: +SKIP
-        >>> result = attribute(net, torch.randn(4, 3, 224, 224), ["grad_cam", "occlusion"])  # doctest: +SKIP
-        >>> result.get("grad_cam").shape, result.layers  # doctest: +SKIP
-        (torch.Size([4, 224, 224]), ['layer4'])
+        >>> import torchvision
+        >>> net = torchvision.models.resnet18()  # random weights: nothing is downloaded
+        >>> result = attribute(net, torch.randn(2, 3, 64, 64), ["grad_cam", "occlusion"],
+        ...                    options={"occlusion": {"window": 32}})
+        >>> result.get("grad_cam").shape, result.layers
+        (torch.Size([2, 64, 64]), ['layer4'])
     """
     names = check_methods(methods)
     chosen_options = check_options(names, options)
@@ -117,9 +118,9 @@ def cam(model: nn.Module, images: torch.Tensor, targets: Targets = "predicted") 
         CamHeadError: the network has no such head (the message names what is missing).
 
     Example:
-        >>> import torchvision  # doctest: +SKIP
-        >>> cam(torchvision.models.resnet18(), torch.randn(2, 3, 224, 224)).shape  # doctest: +SKIP
-        torch.Size([2, 224, 224])
+        >>> import torchvision
+        >>> cam(torchvision.models.resnet18(), torch.randn(2, 3, 64, 64)).shape
+        torch.Size([2, 64, 64])
     """
     return attribute(model, images, "cam", targets).maps[0].values
 
@@ -134,9 +135,9 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: Targets = "predict
         LayerNotFoundError: an unknown layer name.
 
     Example:
-        >>> import torchvision  # doctest: +SKIP
-        >>> grad_cam(torchvision.models.resnet18(), torch.randn(2, 3, 224, 224), layer="layer4").shape  # doctest: +SKIP
-        torch.Size([2, 224, 224])
+        >>> import torchvision
+        >>> grad_cam(torchvision.models.resnet18(), torch.randn(2, 3, 64, 64), layer="layer3").shape
+        torch.Size([2, 64, 64])
     """
     return attribute(model, images, "grad_cam", targets, layer).maps[0].values
 
@@ -147,9 +148,9 @@ def grad_cam_plus_plus(
     """Grad-CAM++ (Chattopadhay et al. 2018); arguments and result as :func:`grad_cam`.
 
     Example:
-        >>> import torchvision  # doctest: +SKIP
-        >>> grad_cam_plus_plus(torchvision.models.vgg11(), torch.randn(1, 3, 224, 224)).shape  # doctest: +SKIP
-        torch.Size([1, 224, 224])
+        >>> import torchvision
+        >>> grad_cam_plus_plus(torchvision.models.resnet18(), torch.randn(1, 3, 64, 64)).shape
+        torch.Size([1, 64, 64])
     """
     return attribute(model, images, "grad_cam_plus_plus", targets, layer).maps[0].values
 
@@ -158,9 +159,9 @@ def layer_cam(model: nn.Module, images: torch.Tensor, targets: Targets = "predic
     """LayerCAM (Jiang et al. 2021); arguments and result as :func:`grad_cam`.
 
     Example:
-        >>> import torchvision  # doctest: +SKIP
-        >>> layer_cam(torchvision.models.resnet18(), torch.randn(1, 3, 224, 224), layer="layer2").shape  # doctest: +SKIP
-        torch.Size([1, 224, 224])
+        >>> import torchvision
+        >>> layer_cam(torchvision.models.resnet18(), torch.randn(1, 3, 64, 64), layer="layer2").shape
+        torch.Size([1, 64, 64])
     """
     return attribute(model, images, "layer_cam", targets, layer).maps[0].values
 
@@ -176,9 +177,9 @@ def guided_grad_cam(
         ValueError: the forward pass runs no ReLU.
 
     Example:
-        >>> import torchvision  # doctest: +SKIP
-        >>> guided_grad_cam(torchvision.models.resnet18(), torch.randn(1, 3, 224, 224)).shape  # doctest: +SKIP
-        torch.Size([1, 224, 224])
+        >>> import torchvision
+        >>> guided_grad_cam(torchvision.models.resnet18(), torch.randn(1, 3, 64, 64)).shape
+        torch.Size([1, 64, 64])
     """
     return attribute(model, images, "guided_grad_cam", targets, layer).maps[0].values
 

@@ -87,7 +87,7 @@ def deepdream(
     Example:
         >>> import torchvision
         >>> net = torchvision.models.resnet18().eval()
-        >>> deepdream(net, torch.rand(1, 3, 64, 64), "layer2", steps=2).images.shape  # doctest: +SKIP
+        >>> deepdream(net, torch.rand(1, 3, 64, 64), "layer2", steps=2).images.shape
         torch.Size([1, 3, 64, 64])
     """
     if octaves < 1 or steps < 1 or octave_scale <= 0:

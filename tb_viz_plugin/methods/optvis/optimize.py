@@ -181,12 +181,13 @@ def render(
 
     Example:
         >>> from tb_viz_plugin.methods.optvis import objectives, param
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())  # 4 "classes"
         >>> g = torch.Generator().manual_seed(0)
         >>> obj = objectives.batched([objectives.class_logit(c) for c in range(4)])
-        >>> out = render(model, obj, param.fourier_image(4, 64, generator=g), steps=64,
-        ...              mean=MEAN, std=STD, generator=g)  # doctest: +SKIP
-        >>> out.images.shape, out.values.shape  # doctest: +SKIP
-        (torch.Size([4, 3, 64, 64]), torch.Size([4]))
+        >>> out = render(model, obj, param.fourier_image(4, 32, generator=g), steps=4,
+        ...              mean=[0.5] * 3, std=[0.25] * 3, generator=g)
+        >>> out.images.shape, out.values.shape
+        (torch.Size([4, 3, 32, 32]), torch.Size([4]))
     """
     if steps < 1 or blur_every < 0:
         raise ValueError(f"need steps >= 1 and blur_every >= 0, got steps={steps}, blur_every={blur_every}")
