@@ -260,3 +260,20 @@ def open_tab(page, url: str):
     """Open TensorBoard's CNN viz tab and return the plugin iframe's frame locator."""
     page.goto(url + "#tb_viz")
     return page.frame_locator('iframe[src*="plugin_entry.html?name=tb_viz"]')
+
+
+def wait_images_loaded(page, selector: str, count: int, exact: bool = True, timeout: float = 30000) -> int:
+    """Wait until ``count`` images matching ``selector`` in the tab have loaded (decoded, non-empty).
+
+    Looks inside TensorBoard's tb_viz iframe when the page has one, else in the page itself (the
+    plugin entry page opened directly). ``exact=False`` waits for at least ``count``. Returns the
+    number of loaded images.
+    """
+    script = """([selector, count, exact]) => {
+        const frame = document.querySelector('iframe[src*="plugin_entry.html?name=tb_viz"]');
+        const doc = frame ? frame.contentDocument : document;
+        if (!doc) return false;
+        const loaded = [...doc.querySelectorAll(selector)].filter(i => i.complete && i.naturalWidth > 0).length;
+        return (exact ? loaded === count : loaded >= count) ? loaded : false;
+    }"""
+    return page.wait_for_function(script, arg=[selector, count, exact], timeout=timeout).json_value()
