@@ -5,7 +5,7 @@
 // pointer; a click asks the card to move to the logged step nearest to the clicked one.
 
 import {h, placeChildren} from "./views.js";
-import {stepAtOrBefore} from "./model.js";
+import {nearestStep} from "./model.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const WIDTH = 240;
@@ -49,9 +49,9 @@ function format(value) {
   return magnitude !== 0 && (magnitude < 1e-3 || magnitude >= 1e5) ? value.toExponential(2) : String(Number(value.toPrecision(4)));
 }
 
-/** The value of a curve at the logged step <= `step` (null when none). */
+/** The value of a curve at its logged step nearest to `step` (null when none). */
 function valueAt(curve, step) {
-  const at = stepAtOrBefore(curve.steps, step);
+  const at = nearestStep(curve.steps, step);
   return at === null ? null : curve.values[curve.steps.indexOf(at)];
 }
 

@@ -93,7 +93,7 @@ export function render() {
   layout.upscale.checked = Prefs.get("upscale");
   const applyDensity = () => {
     layout.root.dataset.density = layout.density.value;
-    layout.root.classList.toggle("tbv-upscale", layout.upscale.checked);
+    layout.root.classList.toggle("tbv-enlarged", layout.upscale.checked);
   };
   applyDensity();
   layout.density.addEventListener("change", () => {

@@ -92,11 +92,14 @@ def make_plugin(logdir: str, samples_per_plugin: Optional[Dict[str, int]] = None
 
 
 @contextlib.contextmanager
-def serve_tensorboard(logdir: str, load_fast: str = "false", timeout: float = 60.0) -> Iterator[str]:
-    """Run ``tensorboard`` (the real CLI, plugins from entry points) on a free port; yield its URL."""
+def serve_tensorboard(logdir: str, load_fast: str = "false", timeout: float = 60.0, samples: int = 0) -> Iterator[str]:
+    """Run ``tensorboard`` (the real CLI, plugins from entry points) on a free port; yield its URL.
+
+    ``samples`` is ``--samples_per_plugin tb_viz=N`` (0: every step).
+    """
     command = [
         sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", "0",
-        "--load_fast", load_fast, "--reload_interval", "1", "--samples_per_plugin", "tb_viz=0",
+        "--load_fast", load_fast, "--reload_interval", "1", "--samples_per_plugin", f"tb_viz={samples}",
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list = []
@@ -132,9 +135,9 @@ def wait_for_json(url: str, ready: Callable[[dict], bool], timeout: float = 60.0
 
 
 @contextlib.contextmanager
-def serve_runs(logdir: str, runs: int, load_fast: str = "false") -> Iterator[str]:
+def serve_runs(logdir: str, runs: int, load_fast: str = "false", samples: int = 0) -> Iterator[str]:
     """``serve_tensorboard``, yielding its URL once the tab's tag list shows ``runs`` runs."""
-    with serve_tensorboard(logdir, load_fast) as url:
+    with serve_tensorboard(logdir, load_fast, samples=samples) as url:
         wait_for_json(url + "data/plugin/tb_viz/tags", lambda body: len(body["runs"]) == runs)
         yield url
 
@@ -256,8 +259,13 @@ def hook_count(module: nn.Module) -> int:
     )
 
 
-def open_tab(page, url: str):
-    """Open TensorBoard's CNN viz tab and return the plugin iframe's frame locator."""
+def open_tab(page, url: str, poll_ms: Optional[int] = None):
+    """Open TensorBoard's CNN viz tab and return the plugin iframe's frame locator.
+
+    ``poll_ms`` sets the tab's live polling interval (stored as its preference before it loads).
+    """
+    if poll_ms is not None:
+        page.add_init_script(f"try {{ localStorage.setItem('tb_viz.pollMs', '{int(poll_ms)}'); }} catch (e) {{}}")
     page.goto(url + "#tb_viz")
     return page.frame_locator('iframe[src*="plugin_entry.html?name=tb_viz"]')
 
@@ -277,3 +285,16 @@ def wait_images_loaded(page, selector: str, count: int, exact: bool = True, time
         return (exact ? loaded === count : loaded >= count) ? loaded : false;
     }"""
     return page.wait_for_function(script, arg=[selector, count, exact], timeout=timeout).json_value()
+
+
+def open_plugin_page(page, url: str, poll_ms: Optional[int] = None):
+    """Open the tab's page on its own (``plugin_entry.html``, no TensorBoard UI around it); return ``page``.
+
+    Faster than ``open_tab`` (TensorBoard's own frontend is not loaded); the tab then shows every
+    run with tb_viz data (no run selector to follow). The returned page has the same ``locator``
+    API as ``open_tab``'s frame locator.
+    """
+    if poll_ms is not None:
+        page.add_init_script(f"try {{ localStorage.setItem('tb_viz.pollMs', '{int(poll_ms)}'); }} catch (e) {{}}")
+    page.goto(url + "data/plugin_entry.html?name=tb_viz")
+    return page
