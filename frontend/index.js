@@ -17,6 +17,20 @@ import {runColor} from "./curves.js";
 import {openLightbox} from "./lightbox.js";
 import {startPolling} from "./live.js";
 import {TagFilter, updateNotice} from "./finding.js";
+// The rest of the module graph, listed here so that the browser fetches every module in one
+// round trip instead of discovering them level by level (there is no build step to bundle them).
+import "./items.js";
+import "./slider.js";
+import "./compare.js";
+import "./kinds.js";
+import "./kind_filters.js";
+import "./kind_activation_maps.js";
+import "./kind_top_activations.js";
+import "./kind_attributions.js";
+import "./kind_embeddings.js";
+import "./embeddings_plot.js";
+import "./kind_activation_maximization.js";
+import "./kind_deepdream.js";
 
 const RUNS_CHANGED = "experimental.RunsChanged";
 const GET_RUNS = "experimental.GetRuns";

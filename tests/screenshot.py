@@ -9,7 +9,7 @@ import argparse
 from playwright.sync_api import sync_playwright
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.helpers import open_tab, serve_tensorboard, wait_for_json
+from tests.serving import open_tab, serve_tensorboard, wait_for_json
 
 
 def _settled(seen: list, body: dict) -> bool:
