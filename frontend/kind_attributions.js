@@ -10,7 +10,8 @@
 // [{method, title, layer, label, signed}], rows [{index, label_name, predicted_name, probability, ...}];
 // items carry `role` ("image" | "map"), `row`, and for maps `column`, `min`, `max`, `signed`.
 
-import {createError, createItems, h} from "./views.js";
+import {createItems} from "./items.js";
+import {createError, h} from "./views.js";
 
 const STORAGE_KEY = "tb_viz.attributions";
 const DEFAULTS = {colormap: "jet", opacity: 0.5, overlay: true};

@@ -1,4 +1,5 @@
-// Panel view of the `embeddings` kind: the step's 2-D map as an SVG scatter plot.
+// Panel view of the `embeddings` kind: the step's 2-D map as a scatter plot (SVG, or a canvas
+// past a few thousand points: embeddings_plot.js).
 //
 // One point per sample, coloured by true label, predicted label or correct/wrong (a toggle that
 // is remembered across steps and panels); hovering a point shows the sample's thumbnail, cropped
@@ -10,12 +11,9 @@
 // the sprite item carries `tile` (thumbnail side) and `columns`.
 
 import {createError, h} from "./views.js";
+import {HEIGHT, WIDTH, createPlot} from "./embeddings_plot.js";
 
-const SVG_NS = "http://www.w3.org/2000/svg";
-const WIDTH = 480;
-const HEIGHT = 360;
 const PAD = 14;
-const RADIUS = 3.2;
 const HOVER_RADIUS = 14; // in viewBox units
 const ANIMATION_MS = 450;
 const TOOLTIP_PX = 96;
@@ -40,7 +38,7 @@ const STYLE = `
 .tbv-emb-controls label { display: inline-flex; align-items: center; gap: 3px; cursor: pointer; }
 .tbv-emb-controls input { margin: 0; accent-color: var(--tbv-accent, #f57c00); }
 .tbv-emb-plot { position: relative; }
-.tbv-emb-svg { display: block; width: 100%; height: auto; background: #fafafa;
+.tbv-emb-svg, .tbv-emb-canvas { display: block; width: 100%; height: auto; background: #fafafa;
   border: 1px solid var(--tbv-border, #e0e0e0); cursor: crosshair; }
 .tbv-emb-point { stroke: rgba(255, 255, 255, 0.8); stroke-width: 0.6; }
 .tbv-emb-point.tbv-emb-hover { stroke: #000; stroke-width: 1.6; }
@@ -96,9 +94,13 @@ function format(value, digits = 3) {
 
 /** Points -> viewBox coordinates: equal scale on both axes, y up, centred. */
 function toScreen(points) {
-  const xs = points.map((p) => p[0]);
-  const ys = points.map((p) => p[1]);
-  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+  for (const [x, y] of points) { // no Math.min(...xs): 100k arguments overflow the stack
+    x0 = Math.min(x0, x);
+    x1 = Math.max(x1, x);
+    y0 = Math.min(y0, y);
+    y1 = Math.max(y1, y);
+  }
   const scale = Math.min((WIDTH - 2 * PAD) / (x1 - x0 || 1), (HEIGHT - 2 * PAD) / (y1 - y0 || 1));
   const cx = (x0 + x1) / 2;
   const cy = (y0 + y1) / 2;
@@ -181,26 +183,13 @@ export function createEmbeddings(response, imageUrl) {
 
   // Scatter plot.
   const plot = h("div", "tbv-emb-plot");
-  const svg = document.createElementNS(SVG_NS, "svg");
-  svg.setAttribute("class", "tbv-emb-svg");
-  svg.setAttribute("viewBox", `0 0 ${WIDTH} ${HEIGHT}`);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", `2-D map of ${data.n} samples at step ${response.step}`);
-  const circles = data.points.map((_, i) => {
-    const circle = document.createElementNS(SVG_NS, "circle");
-    circle.setAttribute("class", "tbv-emb-point");
-    circle.setAttribute("r", String(RADIUS));
-    circle.dataset.index = String(data.ids[i]);
-    svg.append(circle);
-    return circle;
-  });
+  const view = createPlot(data.ids, `2-D map of ${data.n} samples at step ${response.step}`);
   const place = (positions) => {
     positions.forEach(([x, y], i) => {
       current[i][0] = x;
       current[i][1] = y;
-      circles[i].setAttribute("cx", x.toFixed(2));
-      circles[i].setAttribute("cy", y.toFixed(2));
     });
+    view.place(current);
   };
   place(start);
 
@@ -220,7 +209,7 @@ export function createEmbeddings(response, imageUrl) {
   function paint() {
     const by = mode();
     root.dataset.colorBy = by;
-    circles.forEach((circle, i) => circle.setAttribute("fill", colorOf(i, by)));
+    view.paint(data.points.map((_, i) => colorOf(i, by)));
     legend.textContent = "";
     if (by === "correct") {
       const right = data.labels.filter((label, i) => label === data.predicted[i]).length;
@@ -275,14 +264,12 @@ export function createEmbeddings(response, imageUrl) {
     return lines;
   };
   const hide = () => {
-    if (hovered >= 0) circles[hovered].classList.remove("tbv-emb-hover");
+    if (hovered >= 0) view.highlight(-1);
     hovered = -1;
     tooltip.hidden = true;
   };
-  svg.addEventListener("mousemove", (event) => {
-    const matrix = svg.getScreenCTM();
-    if (!matrix) return;
-    const point = new DOMPoint(event.clientX, event.clientY).matrixTransform(matrix.inverse());
+  view.element.addEventListener("mousemove", (event) => {
+    const point = view.pointer(event);
     let best = -1;
     let bestDistance = HOVER_RADIUS * HOVER_RADIUS;
     current.forEach(([x, y], i) => {
@@ -296,8 +283,7 @@ export function createEmbeddings(response, imageUrl) {
     if (best !== hovered) {
       hide();
       hovered = best;
-      circles[best].classList.add("tbv-emb-hover");
-      svg.append(circles[best]); // on top of its neighbours
+      view.highlight(best);
       tipText.textContent = "";
       for (const line of describe(best)) tipText.append(h("div", "", line));
       drawThumb();
@@ -309,9 +295,9 @@ export function createEmbeddings(response, imageUrl) {
     tooltip.style.left = `${x + 14 + tooltip.offsetWidth > box.width ? x - 14 - tooltip.offsetWidth : x + 14}px`;
     tooltip.style.top = `${Math.max(0, y - tooltip.offsetHeight / 2)}px`;
   });
-  svg.addEventListener("mouseleave", hide);
+  view.element.addEventListener("mouseleave", hide);
 
-  plot.append(svg, tooltip);
+  plot.append(view.element, tooltip);
   root.append(createHeader(meta, data), controls, plot, legend);
   if (start !== target) animate(root, start, target, place);
   return root;

@@ -6,7 +6,8 @@
 // patches stay large enough to read, and every row keeps the generic `.tbv-item img` (lightbox,
 // tooltip with the values, sample ids and positions).
 
-import {createItems, h} from "./views.js";
+import {createItems} from "./items.js";
+import {h} from "./views.js";
 
 /**
  * One line saying what the gallery shows: receptive field, k, samples, units.

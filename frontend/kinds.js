@@ -1,20 +1,38 @@
-// Panel views per kind. A kind with a view of its own (a heatmap grid, a scatter plot...) adds a
-// module `kind_<name>.js` exporting a builder with the signature of Views.createItems and registers
-// it here; every other kind gets the generic image list with captions.
+// Panel views per kind. A kind with a view of its own (a heatmap grid, a scatter plot...) has a
+// module `kind_<kind>.js` exporting a builder with the signature of Items.createItems, registered
+// here under the kind's name; every other kind (and an unknown one) gets the generic image list.
 
-import * as Views from "./views.js";
+import {createItems} from "./items.js";
+import {createFilters} from "./kind_filters.js";
+import {createActivationMaps} from "./kind_activation_maps.js";
 import {createTopActivations} from "./kind_top_activations.js";
-import {createEmbeddings} from "./kind_embeddings.js";
 import {createAttributionGrid} from "./kind_attributions.js";
-import {createOptimizedImages} from "./kind_optimized_images.js";
+import {createEmbeddings} from "./kind_embeddings.js";
+import {createActivationMaximization} from "./kind_activation_maximization.js";
+import {createDeepDream} from "./kind_deepdream.js";
 
-/** @type {!Object<string, function(!Object, function(!Object): string): !Node>} */
-const KIND_VIEWS = {
-  top_activations: createTopActivations,
-  embeddings: createEmbeddings,
-  attributions: createAttributionGrid,
-  optimized_images: createOptimizedImages,
-};
+/**
+ * Data written before the kinds were split (`optimized_images`): DeepDream steps carry octaves.
+ * @param {!Object} response
+ * @param {function(!Object): string} imageUrl
+ * @return {!Node}
+ */
+function createOptimizedImages(response, imageUrl) {
+  const meta = response.meta && typeof response.meta === "object" ? response.meta : {};
+  return ("octaves" in meta ? createDeepDream : createActivationMaximization)(response, imageUrl);
+}
+
+/** @type {!Map<string, function(!Object, function(!Object): string): !Node>} */
+const KIND_VIEWS = new Map([
+  ["filters", createFilters],
+  ["activation_maps", createActivationMaps],
+  ["top_activations", createTopActivations],
+  ["attributions", createAttributionGrid],
+  ["embeddings", createEmbeddings],
+  ["activation_maximization", createActivationMaximization],
+  ["deepdream", createDeepDream],
+  ["optimized_images", createOptimizedImages],
+]);
 
 /**
  * The panel-body builder for one /items answer's kind.
@@ -22,5 +40,5 @@ const KIND_VIEWS = {
  * @return {function(!Object, function(!Object): string): !Node}
  */
 export function viewFor(kind) {
-  return Object.prototype.hasOwnProperty.call(KIND_VIEWS, kind) ? KIND_VIEWS[kind] : Views.createItems;
+  return KIND_VIEWS.get(kind) || createItems;
 }

@@ -1,5 +1,7 @@
-// tb-viz frontend: data access (HTTP routes, item cache, step helpers) and the
-// postMessage bridge to the TensorBoard page that hosts the plugin iframe.
+// tb-viz frontend: data access (HTTP routes, caches, step helpers).
+//
+// Run and tag names are data: every collection keyed by them is a Map (a run named "__proto__"
+// must not set a prototype).
 
 // This module is served at /data/plugin/tb_viz/static/model.js; the data routes
 // live one level up. fetch() resolves relative URLs against the document, so
@@ -45,7 +47,11 @@ export function itemImageUrl(item) {
   return new URL(String(item.url), PLUGIN_ROOT).href;
 }
 
+/** Requests sent so far, per route (the page-load benchmark reads it). */
+export const requestCounts = new Map();
+
 async function fetchJSON(route, url) {
+  requestCounts.set(route, (requestCounts.get(route) || 0) + 1);
   let response;
   try {
     response = await fetch(url, {credentials: "same-origin"});
@@ -63,29 +69,43 @@ async function fetchJSON(route, url) {
   }
 }
 
+const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
+
 /**
- * Fetches /tags and normalizes it to {run: {tag: {kind, description, steps}}},
- * steps as ascending numbers. Never cached: called on every reload.
- * @return {!Promise<!Object<string, !Object<string, {kind: string, description: string, steps: !Array<number>}>>>}
+ * @typedef {{kind: string, description: string, steps: !Array<number>}} TagInfo
+ * @typedef {{tags: !Map<string, !Map<string, TagInfo>>, scalars: !Map<string, !Map<string, number>>,
+ *     samplesPerTag: ?number, signature: string}} Listing
  */
-export async function fetchTags() {
+
+/**
+ * Fetches /tags: tb_viz tags per run (steps ascending), the runs' scalar tags with their
+ * largest step, and how many steps per tag the server keeps (null: all).
+ * @return {!Promise<Listing>}
+ */
+export async function fetchListing() {
   const data = await fetchJSON("/tags", routeUrl("tags"));
-  const runs = data && typeof data.runs === "object" && data.runs ? data.runs : {};
-  const result = {};
-  for (const [run, tags] of Object.entries(runs)) {
-    if (!tags || typeof tags !== "object") continue;
-    result[run] = {};
-    for (const [tag, info] of Object.entries(tags)) {
+  const tags = new Map();
+  for (const [run, runTags] of Object.entries(isObject(data) && isObject(data.runs) ? data.runs : {})) {
+    if (!isObject(runTags)) continue;
+    const byTag = new Map();
+    for (const [tag, info] of Object.entries(runTags)) {
       const steps = (Array.isArray(info && info.steps) ? info.steps : [])
         .map(Number).filter(Number.isFinite).sort((a, b) => a - b);
-      result[run][tag] = {
-        kind: info && info.kind ? String(info.kind) : "other",
+      byTag.set(tag, {
+        kind: info && typeof info.kind === "string" && info.kind ? info.kind : "other",
         description: info && info.description ? String(info.description) : "",
         steps,
-      };
+      });
     }
+    tags.set(run, byTag);
   }
-  return result;
+  const scalars = new Map();
+  for (const [run, runTags] of Object.entries(isObject(data) && isObject(data.scalars) ? data.scalars : {})) {
+    if (!isObject(runTags)) continue;
+    scalars.set(run, new Map(Object.entries(runTags).filter(([, step]) => Number.isFinite(step))));
+  }
+  const limit = isObject(data) ? Number(data.samples_per_tag) : NaN;
+  return {tags, scalars, samplesPerTag: limit > 0 ? limit : null, signature: JSON.stringify(data)};
 }
 
 // (run, tag, step) -> Promise of the /items answer. Failed requests are evicted.
@@ -111,9 +131,40 @@ export function fetchItems(run, tag, step) {
   return promise;
 }
 
-/** Forgets every cached /items answer (TensorBoard's reload button). */
-export function clearItemCache() {
+// scalar tag -> {version, promise of Map<run, {steps, values}>}
+const scalarCache = new Map();
+
+/**
+ * One scalar tag's curves in every run, as Map<run, {steps, values}> (values may hold null).
+ * Cached per tag until `version` (what the caller knows of the tag's latest steps) changes.
+ * @param {string} tag
+ * @param {string} version
+ * @return {!Promise<!Map<string, {steps: !Array<number>, values: !Array<?number>}>>}
+ */
+export function fetchScalars(tag, version) {
+  const cached = scalarCache.get(tag);
+  if (cached && cached.version === version) return cached.promise;
+  const promise = fetchJSON("/scalars", routeUrl("scalars", {tag})).then((data) => {
+    const curves = new Map();
+    for (const series of Array.isArray(data && data.series) ? data.series : []) {
+      if (!series || typeof series.run !== "string" || !Array.isArray(series.steps) || !Array.isArray(series.values)) continue;
+      const steps = series.steps.map(Number);
+      const values = series.values.map((v) => (typeof v === "number" && Number.isFinite(v) ? v : null));
+      if (steps.length === values.length) curves.set(series.run, {steps, values});
+    }
+    return curves;
+  });
+  promise.catch(() => {
+    if (scalarCache.get(tag) && scalarCache.get(tag).promise === promise) scalarCache.delete(tag);
+  });
+  scalarCache.set(tag, {version, promise});
+  return promise;
+}
+
+/** Forgets every cached answer (TensorBoard's reload button). */
+export function clearCaches() {
   itemCache.clear();
+  scalarCache.clear();
 }
 
 /**
@@ -141,75 +192,32 @@ export async function explainImageError(url) {
  * @return {?number}
  */
 export function stepAtOrBefore(steps, target) {
+  let low = 0;
+  let high = steps.length - 1;
   let found = null;
-  for (const step of steps) {
-    if (step > target) break;
-    found = step;
+  while (low <= high) {
+    const middle = (low + high) >> 1;
+    if (steps[middle] <= target) {
+      found = steps[middle];
+      low = middle + 1;
+    } else {
+      high = middle - 1;
+    }
   }
   return found;
 }
 
 /**
- * Connects to TensorBoard's plugin host over a MessagePort, the protocol of
- * tensorboard/components/experimental/plugin_util/{plugin-guest,message}.ts:
- * the guest posts "experimental.bootstrap" with a port to window.parent, then
- * both sides exchange JSON strings {type, id, payload, error, isReply}; every
- * non-reply message is answered with a reply carrying the same type and id.
- * @param {!Object<string, function(*)>} listeners message type -> handler for
- *     notifications from the host (e.g. "experimental.RunsChanged")
- * @return {?{send: function(string, *, number): !Promise<*>}} null when the page
- *     is not inside a frame.
+ * The step of an ascending list closest to target (the earlier one on a tie), or null when empty.
+ * @param {!Array<number>} steps
+ * @param {number} target
+ * @return {?number}
  */
-export function connectBridge(listeners) {
-  if (window.parent === window) return null;
-  const channel = new MessageChannel();
-  const port = channel.port1;
-  const waiting = new Map();
-  let nextId = 0;
-
-  port.onmessage = (event) => {
-    let message;
-    try {
-      message = JSON.parse(event.data);
-    } catch (e) {
-      return;
-    }
-    if (!message || typeof message !== "object") return;
-    const {type, id, payload, error, isReply} = message;
-    if (isReply) {
-      const wait = waiting.get(id);
-      if (!wait) return;
-      waiting.delete(id);
-      if (error) wait.reject(new Error(String(error)));
-      else wait.resolve(payload);
-      return;
-    }
-    let replyError = null;
-    const listener = Object.prototype.hasOwnProperty.call(listeners, type) ? listeners[type] : null;
-    try {
-      if (listener) listener(payload);
-    } catch (e) {
-      replyError = String(e);
-    }
-    port.postMessage(JSON.stringify({type, id, payload: null, error: replyError, isReply: true}));
-  };
-  // The host is TensorBoard's own page (same origin: it reads event.source.frameElement).
-  try {
-    window.parent.postMessage("experimental.bootstrap", window.location.origin, [channel.port2]);
-  } catch (e) {
-    return null;
-  }
-
-  return {
-    send(type, payload, timeoutMs) {
-      const id = nextId++;
-      port.postMessage(JSON.stringify({type, id, payload, error: null, isReply: false}));
-      return new Promise((resolve, reject) => {
-        waiting.set(id, {resolve, reject});
-        setTimeout(() => {
-          if (waiting.delete(id)) reject(new Error(`no answer to ${type} after ${timeoutMs} ms`));
-        }, timeoutMs);
-      });
-    },
-  };
+export function nearestStep(steps, target) {
+  if (!steps.length) return null;
+  const before = stepAtOrBefore(steps, target);
+  const after = steps.find((step) => step >= target);
+  if (before === null) return after;
+  if (after === undefined) return before;
+  return target - before <= after - target ? before : after;
 }

@@ -1,4 +1,4 @@
-// tb-viz frontend: DOM builders. Every string that comes from the data (run,
+// tb-viz frontend: small DOM builders. Every string that comes from the data (run,
 // tag, caption, meta, server messages) goes through textContent or an
 // attribute value, never through innerHTML.
 
@@ -17,83 +17,57 @@ export function h(tagName, className, text) {
 }
 
 /**
- * The page skeleton: toolbar (runs, link toggle, bridge status), error banner
- * area, hint line and content area.
- * @return {{root: !HTMLElement, runList: !HTMLElement, allRuns: !HTMLButtonElement,
- *     noRuns: !HTMLButtonElement, linkSteps: !HTMLInputElement, bridge: !HTMLElement,
- *     banner: !HTMLElement, hint: !HTMLElement, content: !HTMLElement}}
+ * A button (type "button") with a class and text.
+ * @param {string} className
+ * @param {string} text
+ * @param {string=} title
+ * @return {!HTMLButtonElement}
  */
-export function createLayout() {
-  const root = h("div", "tbv-root");
-  const toolbar = h("div", "tbv-toolbar");
-
-  const runsBox = h("div", "tbv-runs-box");
-  runsBox.append(h("span", "tbv-label", "Runs"));
-  const runList = h("div", "tbv-runs");
-  const allRuns = h("button", "tbv-button", "all");
-  const noRuns = h("button", "tbv-button", "none");
-  allRuns.type = noRuns.type = "button";
-  runsBox.append(runList, allRuns, noRuns);
-
-  const linkLabel = h("label", "tbv-link");
-  const linkSteps = h("input");
-  linkSteps.type = "checkbox";
-  linkSteps.id = "tbv-link-steps";
-  linkLabel.append(linkSteps, " Link steps");
-  linkLabel.title = "Moving any slider moves every card to the same (nearest available) step";
-
-  const bridge = h("span", "tbv-bridge");
-  toolbar.append(runsBox, linkLabel, bridge);
-
-  const banner = h("div", "tbv-banner");
-  const hint = h("div", "tbv-hint");
-  hint.hidden = true;
-  const content = h("div", "tbv-content", "Loading…");
-  root.append(toolbar, banner, hint, content);
-  return {root, runList, allRuns, noRuns, linkSteps, bridge, banner, hint, content};
+export function button(className, text, title) {
+  const element = h("button", className, text);
+  element.type = "button";
+  if (title) element.title = title;
+  return element;
 }
 
 /**
- * One checkbox per run (`.tbv-run-toggle[data-run]`).
- * @param {!Array<string>} runs
- * @param {function(string): boolean} isSelected
- * @return {!DocumentFragment}
+ * Text cut to `max` characters with an ellipsis (tooltips of huge values stay small).
+ * @param {string} text
+ * @param {number} max
+ * @return {string}
  */
-export function createRunToggles(runs, isSelected) {
-  const fragment = document.createDocumentFragment();
-  if (!runs.length) fragment.append(h("span", "tbv-muted", "no runs with tb_viz data"));
-  for (const run of runs) {
-    const label = h("label", "tbv-run");
-    const input = h("input", "tbv-run-toggle");
-    input.type = "checkbox";
-    input.dataset.run = run;
-    input.checked = isSelected(run);
-    label.append(input, h("span", "tbv-run-name", run));
-    label.title = run;
-    fragment.append(label);
-  }
-  return fragment;
+export function shorten(text, max) {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
 /**
- * A section grouping the cards of one kind.
+ * A collapsible section grouping the cards of one kind (`.tbv-section[data-kind]`).
  * @param {string} kind
- * @return {{root: !HTMLElement, cards: !HTMLElement}}
+ * @return {{root: !HTMLElement, toggle: !HTMLButtonElement, count: !HTMLElement, cards: !HTMLElement}}
  */
 export function createSection(kind) {
   const root = h("section", "tbv-section");
   root.dataset.kind = kind;
+  const title = h("h2", "tbv-section-title");
+  const toggle = button("tbv-section-toggle", "");
+  toggle.append(h("span", "tbv-section-arrow", "▾"), h("span", "tbv-section-name", kind.replace(/_/g, " ")));
+  const count = h("span", "tbv-section-count tbv-muted");
+  toggle.append(count);
+  title.append(toggle);
   const cards = h("div", "tbv-cards");
-  root.append(h("h2", "tbv-section-title", kind), cards);
-  return {root, cards};
+  cards.id = `tbv-section-${kind}`;
+  toggle.setAttribute("aria-controls", cards.id);
+  root.append(title, cards);
+  return {root, toggle, count, cards};
 }
 
 /**
- * A card for one tag: title, description, step slider, panel row.
+ * A card for one tag: header (title, description, compare toggle), a slot for its sliders,
+ * and a body with the curves beside the run panels.
  * @param {string} kind
  * @param {string} tag
- * @return {{root: !HTMLElement, description: !HTMLElement, slider: !HTMLInputElement,
- *     sliderValue: !HTMLElement, panels: !HTMLElement}}
+ * @return {{root: !HTMLElement, description: !HTMLElement, compare: !HTMLButtonElement,
+ *     controls: !HTMLElement, curves: !HTMLElement, panels: !HTMLElement}}
  */
 export function createCard(kind, tag) {
   const root = h("div", "tbv-card");
@@ -103,103 +77,47 @@ export function createCard(kind, tag) {
   const title = h("div", "tbv-card-title", tag);
   title.title = tag;
   const description = h("div", "tbv-description");
-  header.append(title, description);
-
-  const sliderRow = h("div", "tbv-slider-row");
-  const slider = h("input", "tbv-slider");
-  slider.type = "range";
-  slider.min = "0";
-  slider.step = "1";
-  slider.setAttribute("aria-label", `Step of ${tag}`);
-  const sliderValue = h("span", "tbv-slider-value");
-  sliderRow.append(slider, sliderValue);
-
+  const compare = button("tbv-button tbv-compare-toggle", "compare steps",
+    "Show two steps of each run side by side or with a swipe");
+  compare.setAttribute("aria-pressed", "false");
+  header.append(title, description, compare);
+  const controls = h("div", "tbv-card-controls");
+  const body = h("div", "tbv-card-body");
+  const curves = h("div", "tbv-curves");
+  curves.hidden = true;
   const panels = h("div", "tbv-panels");
-  root.append(header, sliderRow, panels);
-  return {root, description, slider, sliderValue, panels};
+  body.append(curves, panels);
+  root.append(header, controls, body);
+  return {root, description, compare, controls, curves, panels};
 }
 
 /**
- * A panel showing one run's items inside a card.
+ * A panel showing one run's items inside a card: header, then one body per compared step.
  * @param {string} run
- * @return {{root: !HTMLElement, step: !HTMLElement, body: !HTMLElement}}
+ * @param {string} color the run's colour (as in the curves)
+ * @return {{root: !HTMLElement, step: !HTMLElement, view: !HTMLElement, body: !HTMLElement,
+ *     bodyB: !HTMLElement}}
  */
-export function createPanel(run) {
+export function createPanel(run, color) {
   const root = h("div", "tbv-panel");
   root.dataset.run = run;
   const header = h("div", "tbv-panel-header");
-  const name = h("span", "tbv-panel-run", run);
+  const name = h("span", "tbv-panel-run");
+  const swatch = h("span", "tbv-run-swatch");
+  swatch.style.background = color;
+  name.append(swatch, run);
   name.title = run;
   const step = h("span", "tbv-step");
   header.append(name, step);
+  const view = h("div", "tbv-panel-view");
   const body = h("div", "tbv-panel-body");
-  root.append(header, body);
-  return {root, step, body};
-}
-
-function formatValue(value, round) {
-  if (round && typeof value === "number" && !Number.isInteger(value)) {
-    return String(Number(value.toPrecision(4)));
-  }
-  const text = typeof value === "string" ? value : JSON.stringify(value);
-  return text === undefined ? String(value) : text;
-}
-
-function shorten(text, max) {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
-}
-
-/**
- * The contents of a panel body for one /items answer: compact meta line and
- * one figure per item (`.tbv-item img` + caption).
- * @param {!Object} response the /items JSON answer
- * @param {function(!Object): string} imageUrl item -> absolute image URL
- * @return {!DocumentFragment}
- */
-export function createItems(response, imageUrl) {
-  const fragment = document.createDocumentFragment();
-  const meta = response.meta && typeof response.meta === "object" ? response.meta : {};
-  const metaEntries = Object.entries(meta);
-  if (metaEntries.length) {
-    // One clipped line (click expands every meta line); the tooltip has full values.
-    const line = h("div", "tbv-meta");
-    line.title = metaEntries.map(([key, value]) => `${key}: ${formatValue(value, false)}`).join("\n");
-    for (const [key, value] of metaEntries) {
-      line.append(h("span", "tbv-meta-entry", shorten(`${key}: ${formatValue(value, true)}`, 60)));
-    }
-    fragment.append(line);
-  }
-  const items = Array.isArray(response.items) ? response.items : [];
-  if (!items.length) {
-    fragment.append(h("div", "tbv-muted", "no items at this step"));
-    return fragment;
-  }
-  const list = h("div", "tbv-items");
-  for (const item of items) {
-    const figure = h("figure", "tbv-item");
-    const caption = item.caption === undefined || item.caption === null ? "" : String(item.caption);
-    const img = h("img");
-    img.alt = caption || String(response.tag || "");
-    img.decoding = "async";
-    img.loading = "lazy";
-    img.tabIndex = 0;
-    const width = Number(item.width);
-    const height = Number(item.height);
-    if (width > 0 && height > 0) {
-      img.width = width;
-      img.height = height;
-    }
-    const extra = Object.entries(item)
-      .filter(([key]) => !["url", "caption", "width", "height"].includes(key))
-      .map(([key, value]) => `${key}: ${formatValue(value)}`);
-    img.title = [caption, ...extra].filter(Boolean).join("\n") || "click to enlarge";
-    img.src = imageUrl(item);
-    figure.append(img);
-    if (caption) figure.append(h("figcaption", "tbv-caption", caption));
-    list.append(figure);
-  }
-  fragment.append(list);
-  return fragment;
+  body.dataset.side = "a";
+  const bodyB = h("div", "tbv-panel-body");
+  bodyB.dataset.side = "b";
+  bodyB.hidden = true;
+  view.append(body, bodyB);
+  root.append(header, view);
+  return {root, step, view, body, bodyB};
 }
 
 /**
@@ -209,13 +127,12 @@ export function createItems(response, imageUrl) {
  * @return {!HTMLElement}
  */
 export function createError(text, onRetry) {
-  const element = h("div", "tbv-error", text);
+  const element = h("div", "tbv-error", shorten(text, 2000));
   element.setAttribute("role", "alert");
   if (onRetry) {
-    const button = h("button", "tbv-button", "retry");
-    button.type = "button";
-    button.addEventListener("click", onRetry);
-    element.append(" ", button);
+    const retry = button("tbv-button", "retry");
+    retry.addEventListener("click", onRetry);
+    element.append(" ", retry);
   }
   return element;
 }
@@ -242,21 +159,19 @@ export function createEmptyState() {
 }
 
 /**
- * Full-window overlay with one image at full size (`.tbv-lightbox`).
- * @param {string} src
- * @param {string} caption
- * @return {!HTMLElement}
+ * Puts exactly `elements`, in order, into `container`, moving only what must move
+ * (nodes that stay keep their state: no reload, no flicker).
+ * @param {!Element} container
+ * @param {!Array<!Element>} elements
  */
-export function createLightbox(src, caption) {
-  const root = h("div", "tbv-lightbox");
-  root.tabIndex = -1;
-  root.setAttribute("role", "dialog");
-  root.setAttribute("aria-label", caption || "image");
-  const img = h("img");
-  img.src = src;
-  img.alt = caption;
-  root.append(img);
-  if (caption) root.append(h("div", "tbv-lightbox-caption", caption));
-  root.append(h("div", "tbv-lightbox-hint", "click or press Escape to close"));
-  return root;
+export function placeChildren(container, elements) {
+  const wanted = new Set(elements);
+  for (const node of [...container.childNodes]) {
+    if (!wanted.has(node)) node.remove();
+  }
+  elements.forEach((element, index) => {
+    if (container.children[index] !== element) {
+      container.insertBefore(element, container.children[index] || null);
+    }
+  });
 }

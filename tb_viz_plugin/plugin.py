@@ -1,34 +1,40 @@
 """TensorBoard backend of tb-viz: a data-provider-only plugin serving the ``tb_viz`` tab.
 
 Registered through the ``tensorboard_plugins`` entry point. Torch-free: importing this module
-must not slow TensorBoard's start-up. The routes are documented in ``HTTP_API.md``.
+must not slow TensorBoard's start-up. The routes are documented in ``HTTP_API.md``; they parse
+and check their query parameters and leave the reading to :class:`tb_viz_plugin.reader.Reader`.
+Every malformed request answers 4xx with a message (``errors.InvalidArgumentError`` = 400,
+``errors.NotFoundError`` = 404), on both of TensorBoard's loaders.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import posixpath
 import re
-from typing import Any, Dict, List, Mapping, Optional
-from urllib.parse import quote
+from typing import Any, Dict, Mapping, Optional
+from urllib.parse import parse_qs
 
 from werkzeug import wrappers
 
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
-from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 
 from tb_viz_plugin import summary
-
-logger = logging.getLogger(__name__)
+from tb_viz_plugin.reader import Reader
 
 DEFAULT_SAMPLES = 10
 """Steps per tag served when ``--samples_per_plugin`` does not name ``tb_viz`` (TensorBoard's default)."""
 
+MAX_PARAM_LENGTH = 4096
+"""Longest accepted query parameter (run and tag names are far shorter)."""
+
+BLOB_CACHE_SECONDS = 3600
+"""Browser cache lifetime of an image: ``(run, tag, step, index)`` names the same bytes for good."""
+
 _ALL_SAMPLES = 2**31 - 1
-_STEP_RE = re.compile(r"^[0-9]{1,18}$")
+_INT_RE = re.compile(r"^[0-9]{1,18}$")
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".svg": "image/svg+xml"}
 _STATIC_ROUTE = "/static/"
 
@@ -42,36 +48,34 @@ def static_dir() -> str:
     return os.path.join(os.path.dirname(here), "frontend")
 
 
-def _sniff_mime(data: bytes) -> str:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    return "application/octet-stream"
+def _samples_from_hints(hints: Optional[Mapping[str, int]]) -> int:
+    """``--samples_per_plugin tb_viz=N`` as given: ``N``, 0 for every step, 10 when absent."""
+    value = (hints or {}).get(summary.PLUGIN_NAME, DEFAULT_SAMPLES)
+    return max(int(value), 0)
 
 
 def _downsample_from_hints(hints: Optional[Mapping[str, int]]) -> int:
-    value = (hints or {}).get(summary.PLUGIN_NAME, DEFAULT_SAMPLES)
+    value = _samples_from_hints(hints)
     # TensorBoard's convention: 0 means "keep everything"; passing 0 to a provider returns nothing.
-    return _ALL_SAMPLES if value == 0 else int(value)
+    return _ALL_SAMPLES if value == 0 else value
 
 
 class TbVizPlugin(base_plugin.TBPlugin):
-    """Serves tb-viz summaries (filter grids and later kinds) to the frontend in ``frontend/``."""
+    """Serves tb-viz summaries and the runs' scalar curves to the frontend in ``frontend/``."""
 
     plugin_name = summary.PLUGIN_NAME
 
     def __init__(self, context: base_plugin.TBContext) -> None:
-        self._provider = context.data_provider
-        self._downsample = _downsample_from_hints(context.sampling_hints)
+        self._samples = _samples_from_hints(context.sampling_hints)
+        self._reader = Reader(context.data_provider, _downsample_from_hints(context.sampling_hints))
         self._static_root = os.path.realpath(static_dir())
-        self._warned: set = set()
 
     def get_plugin_apps(self) -> Dict[str, Any]:
         return {
             "/tags": self._serve_tags,
             "/items": self._serve_items,
             "/blob": self._serve_blob,
+            "/scalars": self._serve_scalars,
             _STATIC_ROUTE + "*": self._serve_static,
         }
 
@@ -86,123 +90,44 @@ class TbVizPlugin(base_plugin.TBPlugin):
 
     def tags_impl(self, ctx: Any, experiment_id: str) -> Dict[str, Dict[str, dict]]:
         """``{run: {tag: {kind, version, description, steps}}}`` for every readable tb-viz tag."""
-        listing = self._provider.list_blob_sequences(
-            ctx, experiment_id=experiment_id, plugin_name=summary.PLUGIN_NAME
-        )
-        contents: Dict[str, Dict[str, summary.PluginContent]] = {}
-        for run, tags in listing.items():
-            for tag, meta in tags.items():
-                content = self._parse_content(run, tag, meta.plugin_content)
-                if content is not None:
-                    contents.setdefault(run, {})[tag] = content
-        if not contents:
-            return {}
-        data = self._provider.read_blob_sequences(
-            ctx,
-            experiment_id=experiment_id,
-            plugin_name=summary.PLUGIN_NAME,
-            downsample=self._downsample,
-            run_tag_filter=provider.RunTagFilter(
-                runs=list(contents), tags=sorted({t for tags in contents.values() for t in tags})
-            ),
-        )
-        result: Dict[str, Dict[str, dict]] = {}
-        for run in sorted(contents):
-            for tag in sorted(contents[run]):
-                steps = sorted({d.step for d in data.get(run, {}).get(tag, [])})
-                if not steps:
-                    continue
-                content = contents[run][tag]
-                result.setdefault(run, {})[tag] = {
-                    "kind": content.kind,
-                    "version": content.version,
-                    "description": content.description,
-                    "steps": steps,
-                }
-        return result
+        return self._reader.tags(ctx, experiment_id)
 
-    def items_impl(self, ctx: Any, experiment_id: str, run: str, tag: str, step: Optional[int]) -> dict:
-        """One tag's manifest and image URLs at ``step`` (the latest step when ``None``).
-
-        Raises:
-            errors.NotFoundError: unknown run, tag or step.
-        """
-        rtf = provider.RunTagFilter(runs=[run], tags=[tag])
-        listing = self._provider.list_blob_sequences(
-            ctx, experiment_id=experiment_id, plugin_name=summary.PLUGIN_NAME, run_tag_filter=rtf
-        )
-        if run not in listing:
-            raise errors.NotFoundError("no tb_viz data for run=%r" % (run,))
-        if tag not in listing[run]:
-            raise errors.NotFoundError("no tb_viz tag=%r in run=%r" % (tag, run))
-        content = self._parse_content(run, tag, listing[run][tag].plugin_content)
-        if content is None:
-            raise errors.NotFoundError(
-                "run=%r, tag=%r was written with a format version this tb-viz cannot read" % (run, tag)
-            )
-        data = self._provider.read_blob_sequences(
-            ctx,
-            experiment_id=experiment_id,
-            plugin_name=summary.PLUGIN_NAME,
-            downsample=self._downsample,
-            run_tag_filter=rtf,
-        )
-        series = data.get(run, {}).get(tag, [])
-        if not series:
-            raise errors.NotFoundError("no steps stored for run=%r, tag=%r" % (run, tag))
-        if step is None:
-            datum = max(series, key=lambda d: d.step)
-        else:
-            datum = next((d for d in series if d.step == step), None)
-            if datum is None:
-                raise errors.NotFoundError(
-                    "no step=%d for run=%r, tag=%r (stored steps: %s)"
-                    % (step, run, tag, ", ".join(str(s) for s in sorted({d.step for d in series})))
-                )
-        if not datum.values:
-            raise errors.NotFoundError("empty event at step=%d for run=%r, tag=%r" % (datum.step, run, tag))
-        try:
-            manifest = summary.parse_manifest(self._provider.read_blob(ctx, blob_key=datum.values[0].blob_key))
-        except summary.FormatError as err:
-            raise errors.NotFoundError(
-                "unreadable manifest at step=%d for run=%r, tag=%r: %s" % (datum.step, run, tag, err)
-            )
-        images = datum.values[1:]
-        if len(images) != len(manifest["items"]):
-            raise errors.NotFoundError(
-                "manifest at step=%d for run=%r, tag=%r lists %d items but %d images are stored"
-                % (datum.step, run, tag, len(manifest["items"]), len(images))
-            )
-        items: List[dict] = []
-        for entry, ref in zip(manifest["items"], images):
-            item = dict(entry)
-            item["url"] = "blob?key=" + quote(ref.blob_key, safe="")
-            items.append(item)
+    def listing_impl(self, ctx: Any, experiment_id: str) -> dict:
+        """The ``/tags`` answer: tb-viz tags per run, those runs' scalar tags, the sampling limit."""
+        runs = self.tags_impl(ctx, experiment_id)
         return {
-            "run": run,
-            "tag": tag,
-            "kind": content.kind,
-            "step": datum.step,
-            "wall_time": datum.wall_time,
-            "meta": manifest["meta"],
-            "items": items,
+            "runs": runs,
+            "scalars": self._reader.scalar_tags(ctx, experiment_id, sorted(runs)),
+            "samples_per_tag": self._samples or None,
         }
 
-    def blob_impl(self, ctx: Any, key: str) -> bytes:
-        """The bytes behind ``key``.
+    def items_impl(self, ctx: Any, experiment_id: str, run: str, tag: str, step: Optional[int]) -> dict:
+        """One tag's manifest and image references at ``step`` (the latest when ``None``).
 
         Raises:
-            errors.InvalidArgumentError: malformed key.
-            errors.NotFoundError: well-formed key naming nothing stored.
+            errors.NotFoundError: unknown run, tag or step (see ``Reader.items``).
         """
+        return self._reader.items(ctx, experiment_id, run, tag, step)
+
+    def blob_impl(self, ctx: Any, url: str, experiment_id: str = "") -> bytes:
+        """The image bytes behind an item ``url`` of an ``items_impl`` answer (``blob?run=..``).
+
+        Raises:
+            errors.InvalidArgumentError, errors.NotFoundError: as the ``/blob`` route.
+
+        Example:
+            >>> item = plugin.items_impl(ctx, "", "run_a", "filters/conv1", 0)["items"][0]
+            >>> plugin.blob_impl(ctx, item["url"])[:4]
+            b'\\x89PNG'
+        """
+        query = url.split("?", 1)[1] if "?" in url else url
+        args = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
         try:
-            return self._provider.read_blob(ctx, blob_key=key)
-        except errors.PublicError:
-            raise
-        except (KeyError, IndexError) as err:
-            raise errors.NotFoundError("no blob for key=%r (%s)" % (key, err))
-        except (ValueError, TypeError, UnicodeError) as err:  # bad base64 / JSON inside the key
-            raise errors.InvalidArgumentError("malformed blob key=%r: %s" % (key, err))
+            step, index = int(args["step"]), int(args["index"])
+            run, tag = args["run"], args["tag"]
+        except (KeyError, ValueError) as err:
+            raise errors.InvalidArgumentError("not an item URL of /items: %r (%s)" % (url, err))
+        return self._reader.blob(ctx, experiment_id, run, tag, step, index)[0]
 
     # ----------------------------------------------------------------------------- routes
 
@@ -210,29 +135,39 @@ class TbVizPlugin(base_plugin.TBPlugin):
     def _serve_tags(self, request: wrappers.Request) -> wrappers.Response:
         ctx = plugin_util.context(request.environ)
         experiment_id = plugin_util.experiment_id(request.environ)
-        return http_util.Respond(request, {"runs": self.tags_impl(ctx, experiment_id)}, "application/json")
+        return http_util.Respond(request, self.listing_impl(ctx, experiment_id), "application/json")
 
     @wrappers.Request.application
     def _serve_items(self, request: wrappers.Request) -> wrappers.Response:
-        run = _required_arg(request, "run")
-        tag = _required_arg(request, "tag")
-        raw_step = request.args.get("step")
-        step = None
-        if raw_step is not None:
-            if not _STEP_RE.match(raw_step):
-                raise errors.InvalidArgumentError("step must be a non-negative integer, got %r" % (raw_step,))
-            step = int(raw_step)
+        run = _string_arg(request, "run")
+        tag = _string_arg(request, "tag")
+        step = _int_arg(request, "step", required=False)
         ctx = plugin_util.context(request.environ)
         experiment_id = plugin_util.experiment_id(request.environ)
         return http_util.Respond(request, self.items_impl(ctx, experiment_id, run, tag, step), "application/json")
 
     @wrappers.Request.application
     def _serve_blob(self, request: wrappers.Request) -> wrappers.Response:
-        key = _required_arg(request, "key")
-        data = self.blob_impl(plugin_util.context(request.environ), key)
-        if not isinstance(data, (bytes, bytearray)):
-            data = bytes(data)
-        return http_util.Respond(request, data, _sniff_mime(data))
+        if "key" in request.args:
+            raise errors.InvalidArgumentError(
+                "/blob takes no blob key: use the URL /items hands out (run, tag, step, index)"
+            )
+        run = _string_arg(request, "run")
+        tag = _string_arg(request, "tag")
+        step = _int_arg(request, "step")
+        index = _int_arg(request, "index")
+        ctx = plugin_util.context(request.environ)
+        experiment_id = plugin_util.experiment_id(request.environ)
+        data, mime = self._reader.blob(ctx, experiment_id, run, tag, step, index)
+        return http_util.Respond(request, data, mime, expires=BLOB_CACHE_SECONDS)
+
+    @wrappers.Request.application
+    def _serve_scalars(self, request: wrappers.Request) -> wrappers.Response:
+        tag = _string_arg(request, "tag")
+        run = _string_arg(request, "run", required=False)
+        ctx = plugin_util.context(request.environ)
+        experiment_id = plugin_util.experiment_id(request.environ)
+        return http_util.Respond(request, self._reader.scalars(ctx, experiment_id, tag, run), "application/json")
 
     @wrappers.Request.application
     def _serve_static(self, request: wrappers.Request) -> wrappers.Response:
@@ -259,23 +194,39 @@ class TbVizPlugin(base_plugin.TBPlugin):
             return None
         return full
 
-    def _parse_content(self, run: str, tag: str, content: bytes) -> Optional[summary.PluginContent]:
-        try:
-            parsed = summary.parse_plugin_content(content)
-            problem = None if parsed is not None else (
-                "written with an unknown format version; this tb-viz reads version %d, upgrade it"
-                % summary.PROTO_VERSION
-            )
-        except summary.FormatError as err:
-            parsed, problem = None, str(err)
-        if problem and (run, tag) not in self._warned:
-            self._warned.add((run, tag))
-            logger.warning("tb_viz: skipping run=%r, tag=%r: %s", run, tag, problem)
-        return parsed
 
+def _string_arg(request: wrappers.Request, name: str, required: bool = True) -> Optional[str]:
+    """Query parameter ``name``: given at most once, non-empty, at most ``MAX_PARAM_LENGTH`` long.
 
-def _required_arg(request: wrappers.Request, name: str) -> str:
-    value = request.args.get(name)
-    if value is None or value == "":
-        raise errors.InvalidArgumentError("missing query parameter %r" % (name,))
+    Raises:
+        errors.InvalidArgumentError: missing (when ``required``), repeated, empty or too long.
+    """
+    values = request.args.getlist(name)
+    if not values:
+        if required:
+            raise errors.InvalidArgumentError("missing query parameter %r" % (name,))
+        return None
+    if len(values) > 1:
+        raise errors.InvalidArgumentError("query parameter %r given %d times" % (name, len(values)))
+    value = values[0]
+    if value == "":
+        raise errors.InvalidArgumentError("query parameter %r is empty" % (name,))
+    if len(value) > MAX_PARAM_LENGTH:
+        raise errors.InvalidArgumentError(
+            "query parameter %r is %d characters long (at most %d)" % (name, len(value), MAX_PARAM_LENGTH)
+        )
     return value
+
+
+def _int_arg(request: wrappers.Request, name: str, required: bool = True) -> Optional[int]:
+    """Query parameter ``name`` as a non-negative integer (decimal digits only).
+
+    Raises:
+        errors.InvalidArgumentError: missing (when ``required``), repeated, or not a non-negative integer.
+    """
+    value = _string_arg(request, name, required)
+    if value is None:
+        return None
+    if not _INT_RE.match(value):
+        raise errors.InvalidArgumentError("%s must be a non-negative integer, got %r" % (name, value[:100]))
+    return int(value)

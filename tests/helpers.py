@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import re
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
-from typing import Callable, Dict, Iterable, Iterator, Optional
+from typing import Dict, Iterable, Optional
 
 import torch
 from torch import nn
@@ -25,6 +17,10 @@ from tensorboard.plugins import base_plugin
 
 from tb_viz_plugin import log_filters, summary
 from tb_viz_plugin.plugin import TbVizPlugin
+
+from tests.serving import (  # noqa: F401  (re-exported: the tests import them from here)
+    open_plugin_page, open_tab, serve_runs, serve_tensorboard, wait_for_json, wait_images_loaded,
+)
 
 
 def tiny_net(seed: int = 0) -> nn.Module:
@@ -89,54 +85,6 @@ def make_plugin(logdir: str, samples_per_plugin: Optional[Dict[str, int]] = None
     plugin = TbVizPlugin(context)
     app = application.TensorBoardWSGI([plugin], data_provider=provider)
     return plugin, werkzeug_test.Client(app, wrappers.Response)
-
-
-@contextlib.contextmanager
-def serve_tensorboard(logdir: str, load_fast: str = "false", timeout: float = 60.0) -> Iterator[str]:
-    """Run ``tensorboard`` (the real CLI, plugins from entry points) on a free port; yield its URL."""
-    command = [
-        sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", "0",
-        "--load_fast", load_fast, "--reload_interval", "1", "--samples_per_plugin", "tb_viz=0",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list = []
-    try:
-        deadline = time.monotonic() + timeout
-        url = None
-        while url is None:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("TensorBoard did not start:\n" + "".join(lines))
-            line = process.stdout.readline()
-            lines.append(line)
-            match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-            url = match.group(1) if match else None
-        threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # drain output
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def wait_for_json(url: str, ready: Callable[[dict], bool], timeout: float = 60.0) -> dict:
-    """GET ``url`` until its JSON satisfies ``ready`` (the data server ingests in the background)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            body = json.loads(response.read())
-        if ready(body) or time.monotonic() > deadline:
-            return body
-        time.sleep(0.25)
-
-
-@contextlib.contextmanager
-def serve_runs(logdir: str, runs: int, load_fast: str = "false") -> Iterator[str]:
-    """``serve_tensorboard``, yielding its URL once the tab's tag list shows ``runs`` runs."""
-    with serve_tensorboard(logdir, load_fast) as url:
-        wait_for_json(url + "data/plugin/tb_viz/tags", lambda body: len(body["runs"]) == runs)
-        yield url
 
 
 def tiny_module():
@@ -254,9 +202,3 @@ def hook_count(module: nn.Module) -> int:
         + len(getattr(m, "_backward_pre_hooks", {}))
         for m in module.modules()
     )
-
-
-def open_tab(page, url: str):
-    """Open TensorBoard's CNN viz tab and return the plugin iframe's frame locator."""
-    page.goto(url + "#tb_viz")
-    return page.frame_locator('iframe[src*="plugin_entry.html?name=tb_viz"]')

@@ -9,7 +9,7 @@ import argparse
 from playwright.sync_api import sync_playwright
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.helpers import open_tab, serve_tensorboard, wait_for_json
+from tests.serving import open_tab, serve_tensorboard, wait_for_json
 
 
 def _settled(seen: list, body: dict) -> bool:
@@ -37,6 +37,8 @@ def main() -> None:
         card.wait_for(timeout=60000)
         card.scroll_into_view_if_needed()
         card.locator(".tbv-item img").first.wait_for(timeout=60000)
+        if card.locator(".tbv-curves").count():  # the runs log scalars: wait for their curves too
+            card.locator(".tbv-curves svg path.tbv-curve-line").first.wait_for(state="attached", timeout=60000)
         page.wait_for_timeout(1500)  # let the remaining images of the viewport decode
         page.screenshot(path=args.out)
         browser.close()

@@ -8,7 +8,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from tb_viz_plugin import log_activation_maps, log_top_activations
 
-from tests.helpers import open_tab, serve_runs, tiny_net
+from tests.helpers import open_tab, serve_runs, tiny_net, wait_images_loaded
 
 UNITS = [0, 3, 7, 9]
 
@@ -39,10 +39,6 @@ def tensorboard_url(tmp_path_factory):
         yield url
 
 
-def _loaded(locator) -> int:
-    return locator.evaluate_all("imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
-
-
 def test_gallery_rows_per_unit_with_rf_and_step_slider(page, tensorboard_url):
     frame = open_tab(page, tensorboard_url)
     card = frame.locator('.tbv-card[data-tag="top_activations/0.3"]')
@@ -54,11 +50,7 @@ def test_gallery_rows_per_unit_with_rf_and_step_slider(page, tensorboard_url):
     assert rows.evaluate_all("rs => rs.map(r => r.dataset.unit)") == [str(u) for u in UNITS]
     assert panel.locator(".tbv-topk-rf").inner_text() == "RF 7x7 px, stride 1"
     assert "top 5 of 40 samples" in panel.locator(".tbv-topk-summary").inner_text()
-    page.wait_for_function(
-        "() => [...document.querySelector('iframe').contentDocument"
-        ".querySelectorAll('.tbv-card[data-tag=\"top_activations/0.3\"] .tbv-topk-row img')]"
-        ".filter(i => i.complete && i.naturalWidth > 0).length === 8"
-    )
+    wait_images_loaded(page, '.tbv-card[data-tag="top_activations/0.3"] .tbv-topk-row img', 8)
     # one row = 5 patches of 70 px (7 px x10) with 2 px gaps; rows stacked, each as wide as the panel
     first = rows.first.locator("img")
     assert first.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [5 * 70 + 6 * 2, 70 + 2 * 2]
@@ -91,11 +83,7 @@ def test_activation_maps_as_image_grids(page, tensorboard_url):
     card = frame.locator('.tbv-card[data-tag="activation_maps/0.1"]')
     panel = card.locator('.tbv-panel[data-run="run_a"][data-step="20"]')
     panel.locator(".tbv-item img").first.wait_for(timeout=30000)
-    page.wait_for_function(
-        "() => [...document.querySelector('iframe').contentDocument"
-        ".querySelectorAll('.tbv-card[data-tag=\"activation_maps/0.1\"] .tbv-panel[data-run=\"run_a\"] img')]"
-        ".filter(i => i.complete && i.naturalWidth > 0).length === 3"
-    )
+    wait_images_loaded(page, '.tbv-card[data-tag="activation_maps/0.1"] .tbv-panel[data-run="run_a"] img', 3)
     captions = panel.locator(".tbv-caption").all_inner_texts()
     assert len(captions) == 3 and all("(6 most active of 8)" in c for c in captions)
     assert card.locator(".tbv-slider").get_attribute("max") == "2"  # steps 0, 10, 20

@@ -9,7 +9,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tb_viz_plugin import write_attributions
 from tb_viz_plugin.methods import attribute
 
-from tests.helpers import open_tab, serve_runs, tiny_net
+from tests.helpers import open_tab, serve_runs, tiny_net, wait_images_loaded
 
 XSS = "<img src=x onerror=alert(1)>"
 CLASSES = ["circle", XSS, "square", "star"]
@@ -64,8 +64,7 @@ def test_grid_of_images_by_methods_with_captions_and_steps(page, tensorboard_url
     assert (grid.get_attribute("data-rows"), grid.get_attribute("data-columns")) == ("3", "3")
     heads = run_a.locator(".tbv-attr-head").all_inner_texts()
     assert heads[0] == "image" and heads[1].startswith("Grad-CAM") and "@ 0.3" in heads[1] and heads[3] == "Occlusion"
-    loaded = run_a.locator(".tbv-item img").evaluate_all("imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
-    assert loaded == 3 + 9
+    assert wait_images_loaded(page, f'.tbv-card[data-tag="{TAG}"] .tbv-panel[data-run="run_a"] .tbv-item img', 3 + 9) == 12
     captions = run_a.locator(".tbv-attr-image .tbv-caption").all_inner_texts()
     assert captions[1].startswith("#1 true: " + XSS) and "predicted: " in captions[1] and "(0." in captions[1]
     colormaps = run_a.locator(".tbv-attr-cell").evaluate_all("cs => cs.map(c => c.dataset.colormap)")

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.helpers import open_tab, serve_runs, write_filter_run
+from tests.helpers import open_tab, serve_runs, wait_images_loaded, write_filter_run
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -37,11 +37,7 @@ def test_tab_shows_filter_grids_and_slider_changes_step(page, tensorboard_url, t
 
     images = card.locator(".tbv-item img")
     card.locator('.tbv-panel[data-run="run_b"][data-step="30"] .tbv-item img').wait_for()
-    page.wait_for_function(
-        "() => [...document.querySelector('iframe').contentDocument"
-        ".querySelectorAll('.tbv-card[data-tag=\"filters/0.0\"] img')]"
-        ".filter(i => i.complete && i.naturalWidth > 0).length === 3"
-    )
+    wait_images_loaded(page, '.tbv-card[data-tag="filters/0.0"] img', 3)
     assert len(_loaded_images(images)) == 3
     assert card.get_attribute("data-step") == "30"  # the latest step of all runs
 

@@ -11,7 +11,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from tb_viz_plugin import log_activation_maximization, log_deepdream
 
-from tests.helpers import open_tab, serve_runs, tiny_net
+from tests.helpers import open_tab, serve_runs, tiny_net, wait_images_loaded
 
 NAMES = ["disc", "bar", "<img src=x onerror=alert(1)>", "ring"]
 
@@ -49,11 +49,7 @@ def test_class_images_per_run_with_step_slider_and_dreams(page, tensorboard_url)
         panel.locator(".tbv-item img").nth(len(NAMES) - 1).wait_for()
         captions = panel.locator(".tbv-caption").all_inner_texts()
         assert [c.split(" · ")[0] for c in captions] == NAMES
-    page.wait_for_function(
-        "() => [...document.querySelector('iframe').contentDocument"
-        ".querySelectorAll('.tbv-card[data-tag=\"optimized/classes\"] img')]"
-        f".filter(i => i.complete && i.naturalWidth === 24).length === {2 * len(NAMES)}"
-    )
+    wait_images_loaded(page, '.tbv-card[data-tag="optimized/classes"] img', 2 * len(NAMES))
 
     widths = card.locator(".tbv-optimized-grid .tbv-item img").evaluate_all("imgs => imgs.map(i => i.clientWidth)")
     assert len(widths) == 2 * len(NAMES) and len(set(widths)) == 1, widths  # equal tiles, none stretched
@@ -68,10 +64,7 @@ def test_class_images_per_run_with_step_slider_and_dreams(page, tensorboard_url)
 
     dream = frame.locator('.tbv-card[data-tag="deepdream/0.2"] .tbv-panel[data-run="run_a"] .tbv-item img').first
     dream.wait_for()
-    page.wait_for_function(
-        "() => [...document.querySelector('iframe').contentDocument"
-        ".querySelectorAll('.tbv-card[data-tag=\"deepdream/0.2\"] img')].some(i => i.naturalWidth > 0)"
-    )
+    wait_images_loaded(page, '.tbv-card[data-tag="deepdream/0.2"] img', 1, exact=False)
     assert dream.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [2 * 16 + 6, 16 + 4]  # original | dream
     assert page.dialogs == [] and frame.locator('img[src="x"]').count() == 0
     page.screenshot(path=os.environ.get("TB_VIZ_OPTVIS_SCREENSHOT") or "/tmp/tb_viz_optvis.png")

@@ -6,10 +6,12 @@ from urllib.parse import quote
 
 import pytest
 
-from tb_viz_plugin import summary
+from tb_viz_plugin import reader, summary
 from tb_viz_plugin.plugin import TbVizPlugin, _downsample_from_hints
 
+from tests import hostile
 from tests.helpers import make_plugin, write_filter_run
+from tests.synthetic import RunWriter, write_run
 
 BASE = "/data/plugin/tb_viz"
 XSS = "<img src=x onerror=alert(1)>"
@@ -58,46 +60,87 @@ def test_items_for_a_run_named_like_html(client):
     assert body["run"] == XSS and body["step"] == 3
 
 
-BAD_REQUESTS = [
-    ("/items", 400),
-    ("/items?run=run_a", 400),
-    ("/items?tag=filters/0.0", 400),
-    ("/items?run=&tag=filters/0.0", 400),
-    ("/items?run=run_a&tag=filters/0.0&step=abc", 400),
-    ("/items?run=run_a&tag=filters/0.0&step=-1", 400),
-    ("/items?run=run_a&tag=filters/0.0&step=1.5", 400),
-    ("/items?run=run_a&tag=filters/0.0&step=99999999999999999999999", 400),
-    ("/items?run=nope&tag=filters/0.0", 404),
-    ("/items?run=run_a&tag=filters/nope", 404),
-    ("/items?run=run_a&tag=filters/0.0&step=4", 404),
-    ("/blob", 400),
-    ("/blob?key=", 400),
-    ("/blob?key=%%%", 400),
-    ("/blob?key=not-base64!", 400),
-    ("/blob?key=" + quote("eyJub3QiOiAiYSBsaXN0In0"), 400),  # base64 of a JSON object, not a key
-    ("/nope", 404),
-]
+@pytest.fixture(scope="module")
+def hostile_client(tmp_path_factory):
+    logdir = str(tmp_path_factory.mktemp("hostile"))
+    hostile.write_logdir(logdir)
+    return make_plugin(logdir)[1]
 
 
-@pytest.mark.parametrize("path,status", BAD_REQUESTS)
-def test_bad_requests_get_4xx(client, path, status):
-    response = client.get(BASE + path)
-    assert response.status_code == status, (path, response.get_data()[:300])
+@pytest.mark.parametrize("path,status", hostile.BAD_REQUESTS)
+def test_bad_requests_get_4xx_and_never_non_image_bytes(hostile_client, path, status):
+    response = hostile_client.get(BASE + path)
+    body = response.get_data()
+    assert response.status_code == status, (path, body[:300])
+    if status >= 400:
+        assert body.strip() and not reader.image_mime(body), path  # a message, not data
+        assert not response.headers["Content-Type"].startswith("image/"), path
+    else:
+        assert response.headers["Content-Type"] in ("image/png", "image/jpeg") and reader.image_mime(body), path
 
 
-def test_well_formed_key_to_missing_blob_is_404(client):
-    body = _json(client.get(BASE + "/items?run=run_a&tag=filters/0.0&step=5"))
-    key = body["items"][0]["url"].split("key=")[1]
-    from urllib.parse import unquote
-    import base64
+@pytest.mark.parametrize("path", hostile.GOOD_REQUESTS)
+def test_good_requests_beside_hostile_data(hostile_client, path):
+    response = hostile_client.get(BASE + path)
+    assert response.status_code == 200, (path, response.get_data()[:300])
 
-    raw = json.loads(base64.urlsafe_b64decode(unquote(key) + "==="))
-    for field, value in ((4, 4), (5, 9), (2, "ghost")):  # step not stored, index out of range, no run
-        forged = list(raw)
-        forged[field] = value
-        forged_key = base64.urlsafe_b64encode(json.dumps(forged, separators=(",", ":")).encode()).decode().rstrip("=")
-        response = client.get(BASE + "/blob?key=" + quote(forged_key))
-        assert response.status_code == 404, (forged, response.get_data()[:200])
+
+def test_tags_lists_odd_names_and_skips_unreadable_content(hostile_client):
+    body = _json(hostile_client.get(BASE + "/tags"))
+    runs = body["runs"]
+    assert set(runs) == {"run_a", hostile.PROTO, hostile.QUOTE, hostile.XSS}
+    assert runs[hostile.PROTO]["filters/0.0"]["steps"] == [3]
+    assert "filters/deepcontent" not in runs["run_a"] and "images/sample" not in runs["run_a"]
+    assert body["scalars"]["run_a"] == {"loss": 10, "val_acc": 10}
+    assert body["samples_per_tag"] is None  # make_plugin keeps every step
+
+
+def test_items_hand_out_references_that_blob_resolves(hostile_client):
+    body = _json(hostile_client.get(BASE + "/items?run=" + quote(hostile.QUOTE) + "&tag=filters/0.0"))
+    (item,) = body["items"]
+    assert item["url"] == "blob?run=quote%22run&tag=filters%2F0.0&step=3&index=1"
+    blob = hostile_client.get(BASE + "/" + item["url"])
+    assert blob.status_code == 200 and blob.get_data().startswith(b"\x89PNG")
+    assert "max-age=3600" in blob.headers["Cache-Control"]
+
+
+def test_scalars_route_downsamples_and_lists_runs(tmp_path):
+    with RunWriter(str(tmp_path), "r1") as w:
+        for step in range(3000):
+            w.scalar("loss", step, 1.0 / (1 + step))
+        w.scalar("loss", 3000, float("nan"))
+    with RunWriter(str(tmp_path), "r2") as w:
+        w.scalar("loss", 0, 2.0)
+    plugin, client = make_plugin(str(tmp_path))
+    asked = []
+    original = plugin._reader._provider.read_scalars
+    plugin._reader._provider.read_scalars = lambda *a, **kw: asked.append(kw["downsample"]) or original(*a, **kw)
+    body = _json(client.get(BASE + "/scalars?tag=loss"))
+    assert asked == [reader.SCALAR_POINTS]
+    assert [s["run"] for s in body["series"]] == ["r1", "r2"]
+    r1 = body["series"][0]
+    assert 100 < len(r1["steps"]) == len(r1["values"]) <= reader.SCALAR_POINTS
+    assert r1["steps"] == sorted(r1["steps"]) and r1["steps"][-1] == 3000
+    assert r1["values"][-1] is None and all(0 < v <= 1 for v in r1["values"][:-1])  # NaN travels as null
+    only = _json(client.get(BASE + "/scalars?tag=loss&run=r2"))
+    assert only["series"] == [{"run": "r2", "steps": [0], "values": [2.0]}]
+
+
+def test_blob_reads_are_cached_per_tag(tmp_path):
+    write_run(str(tmp_path), "r", [0, 1], items=3)
+    plugin, client = make_plugin(str(tmp_path))
+    calls = []
+    original = plugin._reader._provider.read_blob_sequences
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("run_tag_filter"))
+        return original(*args, **kwargs)
+
+    plugin._reader._provider.read_blob_sequences = counting
+    items = _json(client.get(BASE + "/items?run=r&tag=filters/conv1&step=1"))["items"]
+    for item in items * 2:
+        assert client.get(BASE + "/" + item["url"]).status_code == 200
+    assert len(calls) == 1  # /items read the tag once; six image requests reused it
 
 
 STATIC = [
