@@ -12,7 +12,7 @@ const MIN_COLUMN = 110;
 const MAX_COLUMN = 280;
 
 /**
- * The generic items of `response` laid out as equal tiles (`.tbv-optimized-grid`).
+ * The generic items of `response` laid out as equal tiles (`.tbv-tile-grid`).
  * @param {!Object} response the /items JSON answer
  * @param {function(!Object): string} imageUrl item -> absolute image URL
  * @return {!DocumentFragment}
@@ -24,7 +24,7 @@ export function createTiles(response, imageUrl) {
     const items = Array.isArray(response.items) ? response.items : [];
     const width = Math.max(0, ...items.map((item) => Number(item && item.width) || 0));
     const column = Math.min(MAX_COLUMN, Math.max(MIN_COLUMN, 2 * width));
-    list.classList.add("tbv-optimized-grid");
+    list.classList.add("tbv-tile-grid");
     list.style.gridTemplateColumns = `repeat(auto-fill, minmax(${column}px, 1fr))`;
   }
   return fragment;

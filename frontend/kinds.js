@@ -11,17 +11,6 @@ import {createEmbeddings} from "./kind_embeddings.js";
 import {createActivationMaximization} from "./kind_activation_maximization.js";
 import {createDeepDream} from "./kind_deepdream.js";
 
-/**
- * Data written before the kinds were split (`optimized_images`): DeepDream steps carry octaves.
- * @param {!Object} response
- * @param {function(!Object): string} imageUrl
- * @return {!Node}
- */
-function createOptimizedImages(response, imageUrl) {
-  const meta = response.meta && typeof response.meta === "object" ? response.meta : {};
-  return ("octaves" in meta ? createDeepDream : createActivationMaximization)(response, imageUrl);
-}
-
 /** @type {!Map<string, function(!Object, function(!Object): string): !Node>} */
 const KIND_VIEWS = new Map([
   ["filters", createFilters],
@@ -31,7 +20,6 @@ const KIND_VIEWS = new Map([
   ["embeddings", createEmbeddings],
   ["activation_maximization", createActivationMaximization],
   ["deepdream", createDeepDream],
-  ["optimized_images", createOptimizedImages],
 ]);
 
 /**

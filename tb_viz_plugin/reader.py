@@ -77,8 +77,8 @@ class Reader:
         clock: monotonic time source (tests pass a fake one).
 
     Example:
-        >>> reader = Reader(context.data_provider, downsample=10)
-        >>> reader.tags(ctx, experiment_id)["run_a"]["filters/conv1"]["steps"]
+        >>> reader = Reader(context.data_provider, downsample=10)  # doctest: +SKIP
+        >>> reader.tags(ctx, experiment_id)["run_a"]["filters/conv1"]["steps"]  # doctest: +SKIP
         [0, 63, 126]
     """
 

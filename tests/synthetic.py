@@ -40,7 +40,8 @@ class RunWriter:
     """Appends events to one run directory (``logdir/run``) and flushes after every step.
 
     Example:
-        >>> with RunWriter(logdir, "run_a") as w:
+        >>> import tempfile
+        >>> with RunWriter(tempfile.mkdtemp(), "run_a") as w:
         ...     w.tb_viz("filters/conv1", "filters", 0, [summary.Item(tiny_png(8, 8))])
         ...     w.scalar("loss", 0, 1.5)
     """

@@ -42,16 +42,16 @@ def tensorboard_url(tmp_path_factory):
 
 def test_class_images_per_run_with_step_slider_and_dreams(page, tensorboard_url):
     frame = open_tab(page, tensorboard_url)
-    card = frame.locator('.tbv-card[data-tag="optimized/classes"]')
+    card = frame.locator('.tbv-card[data-tag="activation_maximization/output"]')
     card.wait_for(timeout=30000)
     for run in ("run_a", "run_b"):  # runs side by side, one generated image per class
         panel = card.locator(f'.tbv-panel[data-run="{run}"][data-step="10"]')
         panel.locator(".tbv-item img").nth(len(NAMES) - 1).wait_for()
         captions = panel.locator(".tbv-caption").all_inner_texts()
         assert [c.split(" · ")[0] for c in captions] == NAMES
-    wait_images_loaded(page, '.tbv-card[data-tag="optimized/classes"] img', 2 * len(NAMES))
+    wait_images_loaded(page, '.tbv-card[data-tag="activation_maximization/output"] img', 2 * len(NAMES))
 
-    widths = card.locator(".tbv-optimized-grid .tbv-item img").evaluate_all("imgs => imgs.map(i => i.clientWidth)")
+    widths = card.locator(".tbv-tile-grid .tbv-item img").evaluate_all("imgs => imgs.map(i => i.clientWidth)")
     assert len(widths) == 2 * len(NAMES) and len(set(widths)) == 1, widths  # equal tiles, none stretched
 
     panel_a = card.locator('.tbv-panel[data-run="run_a"]')
