@@ -28,6 +28,11 @@ from tb_viz_plugin.methods.attribution.core import (
     saliency,
     smooth_grad,
 )
+from tb_viz_plugin.methods.attribution.excitation import (
+    ExcitationRules,
+    contrastive_excitation_backprop,
+    excitation_backprop,
+)
 from tb_viz_plugin.methods.attribution.targets import Targets, check_targets
 
 __all__ = [
@@ -35,12 +40,15 @@ __all__ = [
     "Attribution",
     "AttributionMap",
     "CamHeadError",
+    "ExcitationRules",
     "Targets",
     "attribute",
     "cam",
     "check_methods",
     "check_options",
     "check_targets",
+    "contrastive_excitation_backprop",
+    "excitation_backprop",
     "grad_cam",
     "grad_cam_plus_plus",
     "guided_backprop",

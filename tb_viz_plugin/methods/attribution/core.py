@@ -28,6 +28,7 @@ from tb_viz_plugin.methods.attribution.cams import (
     find_cam_head,
     upsample,
 )
+from tb_viz_plugin.methods.attribution.excitation import EXCITATION_METHODS, excitation_maps
 from tb_viz_plugin.methods.attribution.gradients import (
     integrated_gradients_maps,
     max_abs_over_channels,
@@ -77,6 +78,8 @@ METHODS: Dict[str, MethodInfo] = {
         MethodInfo("smooth_grad", "SmoothGrad", False, False, _keyword_options(smooth_grad_maps)),
         MethodInfo("integrated_gradients", "Integrated gradients", False, True, _keyword_options(integrated_gradients_maps)),
         MethodInfo("occlusion", "Occlusion", False, True, _keyword_options(occlusion_maps)),
+        MethodInfo("excitation_backprop", "Excitation backprop", uses_layer=True, signed=False),
+        MethodInfo("contrastive_excitation_backprop", "c-MWP", uses_layer=True, signed=False),
     )
 }
 """Every attribution method by name, in the order the grid shows them."""
@@ -241,11 +244,12 @@ def attribute(
         images: ``(N, C, H, W)`` on the model's device (an inference tensor is fine).
         methods: names from :data:`METHODS`: ``cam``, ``grad_cam``, ``grad_cam_plus_plus``,
             ``layer_cam``, ``guided_grad_cam``, ``saliency``, ``guided_backprop``, ``smooth_grad``,
-            ``integrated_gradients``, ``occlusion``.
+            ``integrated_gradients``, ``occlusion``, ``excitation_backprop``,
+            ``contrastive_excitation_backprop`` (c-MWP).
         targets: the class to explain per image: ``"predicted"``, an int, ``(N,)`` indices (e.g.
             the true labels) or a callable ``logits -> (N,)``. Gradient methods use the logit,
             occlusion the softmax probability.
-        layers: module name(s) for the CAM-family methods (one map per method and layer); default
+        layers: module name(s) for the CAM-family and excitation methods (one map per method and layer); default
             the last module whose output is a feature map larger than 1x1, not a pooling (found
             by a one-image forward pass). Names may omit a wrapper prefix (``"layer4"`` for
             ``"model.layer4"``).
@@ -321,9 +325,13 @@ def _maps(
             cache[method, layer] = upsample(GRADIENT_CAMS[method]()(activations, gradients), size)
         return cache[method, layer]
 
+    excitation = [name for name in names if name in EXCITATION_METHODS]  # one forward for both, all layers
+    excited = excitation_maps(model, x, shared.targets, layers, excitation) if excitation else {}
     maps: List[AttributionMap] = []
     for name in names:
-        if name == "guided_grad_cam":
+        if name in EXCITATION_METHODS:
+            maps.extend(AttributionMap(name, layer, excited[name, layer]) for layer in layers)
+        elif name == "guided_grad_cam":
             assert shared.guided_grad is not None
             guided = max_abs_over_channels(shared.guided_grad)
             maps.extend(AttributionMap(name, layer, layer_map("grad_cam", layer) * guided) for layer in layers)
