@@ -57,7 +57,7 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 def _excite(op: Callable[..., torch.Tensor], x: torch.Tensor, weight: Optional[torch.Tensor], signal: torch.Tensor) -> torch.Tensor:
     """``x+ * J^T (signal / op(x+))`` for a linear ``op`` with non-negative weights (``J`` its Jacobian)."""
     dtype = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
-    with torch.enable_grad():
+    with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):  # the caller's autocast may be on
         positive = x.detach().to(dtype).clamp_min(0).requires_grad_(True)
         args = (positive,) if weight is None else (positive, weight.detach().to(dtype))
         total = op(*args)
