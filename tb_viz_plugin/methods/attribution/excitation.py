@@ -228,7 +228,8 @@ class ExcitationRules(TorchFunctionMode):
             sign = torch.sign(weight.detach())
             producer = _producer(x)
             if producer is not None and producer.out_channels == sign.numel():
-                producer.channel_sign = sign  # fold the scale's sign into the layer below
+                if not bool((sign > 0).all()):  # fold the scale's sign into the layer below (a no-op when positive)
+                    producer.channel_sign = sign
             else:
                 gate = sign > 0
         return _NormRule.apply(lambda v: F.batch_norm(v, *rest, **extra), x, gate)
