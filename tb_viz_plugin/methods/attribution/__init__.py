@@ -5,8 +5,10 @@ at input resolution on the model's device; :func:`attribute` computes several at
 forward and backward passes.
 
 Modules: ``core`` (``attribute`` and one function per method), ``cams`` (the CAM family on one
-base class), ``gradients`` (input-gradient methods), ``perturbation`` (occlusion), ``hooks``
-(capturing layers, guided ReLUs, traced module calls), ``targets``.
+base class), ``gradients`` (input-gradient methods), ``perturbation`` (occlusion), ``excitation``
+(excitation backprop, c-MWP), ``hooks`` (capturing layers, guided ReLUs, traced module calls),
+``targets``. Beside the maps: ``unit_occlusion`` (occlusion at any unit, empirical receptive
+fields), ``faithfulness`` (deletion / insertion scores), ``sanity`` (model randomisation, pointing game).
 """
 
 from tb_viz_plugin.methods.attribution.cams import CamHeadError, upsample
@@ -33,30 +35,53 @@ from tb_viz_plugin.methods.attribution.excitation import (
     contrastive_excitation_backprop,
     excitation_backprop,
 )
+from tb_viz_plugin.methods.attribution.faithfulness import (
+    deletion_auc,
+    deletion_curve,
+    insertion_auc,
+    insertion_curve,
+    random_map,
+    softmax_score,
+)
+from tb_viz_plugin.methods.attribution.sanity import RandomisationCheck, model_randomisation, pointing_game, spearman
 from tb_viz_plugin.methods.attribution.targets import Targets, check_targets
+from tb_viz_plugin.methods.attribution.unit_occlusion import UnitOcclusion, empirical_rf_size, unit_occlusion
 
 __all__ = [
-    "METHODS",
     "Attribution",
     "AttributionMap",
     "CamHeadError",
     "ExcitationRules",
+    "METHODS",
+    "RandomisationCheck",
     "Targets",
+    "UnitOcclusion",
     "attribute",
     "cam",
     "check_methods",
     "check_options",
     "check_targets",
     "contrastive_excitation_backprop",
+    "deletion_auc",
+    "deletion_curve",
+    "empirical_rf_size",
     "excitation_backprop",
     "grad_cam",
     "grad_cam_plus_plus",
     "guided_backprop",
     "guided_grad_cam",
+    "insertion_auc",
+    "insertion_curve",
     "integrated_gradients",
     "layer_cam",
+    "model_randomisation",
     "occlusion",
+    "pointing_game",
+    "random_map",
     "saliency",
     "smooth_grad",
+    "softmax_score",
+    "spearman",
+    "unit_occlusion",
     "upsample",
 ]
