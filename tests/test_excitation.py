@@ -148,12 +148,15 @@ def test_residual_sums_split_the_signal_by_each_branch_share():
 @pytest.mark.parametrize(
     "name,net,channels",
     [
-        ("silu", nn.Sequential(nn.Conv2d(3, 16, 3), nn.SiLU(), nn.Conv2d(16, 16, 3), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3)), 3),
-        ("grey", nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 6, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)), 1),
-        ("rgba-flatten-head", nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 7 * 7, 3)), 4),
+        ("silu", nn.Sequential(nn.Conv2d(3, 16, 3), nn.SiLU(), nn.Conv2d(16, 16, 3), nn.GELU(),
+                               nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3)), 3),
+        ("grey", nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 6, 3), nn.ReLU(),
+                               nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)), 1),
+        ("rgba-flatten-head", nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 3, stride=2),
+                                            nn.ReLU(), nn.Flatten(), nn.Linear(2 * 7 * 7, 3)), 4),
         ("conv-head", nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Conv2d(6, 3, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()), 3),
     ],
-)
+)  # fmt: skip
 def test_users_models(name, net, channels):
     torch.manual_seed(0)
     for module in net.modules():

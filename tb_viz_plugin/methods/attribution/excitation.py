@@ -106,7 +106,9 @@ class _NormRule(torch.autograd.Function):
     """A batch norm passing the signal unchanged (``gate`` None) or only where its scale is positive."""
 
     @staticmethod
-    def forward(ctx: Any, op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, gate: Optional[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, op: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, gate: Optional[torch.Tensor]
+    ) -> torch.Tensor:
         ctx.gate = gate
         return op(x)
 
@@ -350,7 +352,8 @@ def contrastive_excitation_backprop(
 
     Example:
         >>> import torchvision  # doctest: +SKIP
-        >>> contrastive_excitation_backprop(torchvision.models.resnet18(), torch.rand(1, 3, 64, 64), layer="layer3").shape  # doctest: +SKIP
+        >>> net = torchvision.models.resnet18()  # doctest: +SKIP
+        >>> contrastive_excitation_backprop(net, torch.rand(1, 3, 64, 64), layer="layer3").shape  # doctest: +SKIP
         torch.Size([1, 64, 64])
     """
     from tb_viz_plugin.methods.attribution.core import attribute  # core imports this module

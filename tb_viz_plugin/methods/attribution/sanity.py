@@ -203,7 +203,7 @@ def model_randomisation(
         after = attribute(copied, images, methods, before.targets, before.layers or None, options)
         for entry in before.maps:
             correlations[entry.method, entry.layer].append(spearman(entry.values, after.get(entry.method, entry.layer)))
+    empty = torch.empty(0, len(images), dtype=torch.float64)
     return RandomisationCheck(
-        stages=stages,
-        correlations={key: torch.stack(values) if values else torch.empty(0, len(images), dtype=torch.float64) for key, values in correlations.items()},
+        stages=stages, correlations={key: torch.stack(values) if values else empty for key, values in correlations.items()}
     )

@@ -143,7 +143,10 @@ def unit_occlusion(
         else:
             where = torch.as_tensor(positions, device=x.device).long()
             if where.shape != (n, len(chosen), 2) or (where < 0).any() or (where[..., 0] >= fh).any() or (where[..., 1] >= fw).any():
-                raise ValueError(f"positions must be (N, U, 2) = {(n, len(chosen), 2)} feature-map indices within {(fh, fw)}, got {tuple(where.shape)}")
+                raise ValueError(
+                    f"positions must be (N, U, 2) = {(n, len(chosen), 2)} feature-map indices within {(fh, fw)}, "
+                    f"got {tuple(where.shape)}"
+                )
         rows_at, cols_at = where[..., 0], where[..., 1]
         activations = maps.flatten(2).gather(2, (rows_at * fw + cols_at).unsqueeze(2)).squeeze(2)  # (N, U)
         rows, cols = _cover(height, wy, sy, x.device), _cover(width, wx, sx, x.device)
