@@ -56,6 +56,7 @@ setup(
             "scikit-learn>=1.2",
             "torch-lucent",
             "kornia==0.4.1",
+            "torchray", "importlib_resources",  # TorchRay (CC BY-NC): install with pip --no-deps; tests only
         ],
     },
     entry_points={"tensorboard_plugins": ["tb_viz = tb_viz_plugin.plugin:TbVizPlugin"]},

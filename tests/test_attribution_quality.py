@@ -4,7 +4,6 @@ Both use the briefly trained demo model of the ``trained_demo`` fixture and its 
 whose object masks are known. Set ``TB_VIZ_REPORT=1`` to print the figures.
 """
 
-import copy
 import os
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 
 from tb_viz_plugin.demo.model import CAM_LAYER, ShapesModule
 from tb_viz_plugin.methods import attribute
+from tb_viz_plugin.methods.attribution.sanity import model_randomisation
 
 pytestmark = pytest.mark.slow  # the trained demo model
 
@@ -47,35 +47,14 @@ def test_pointing_game_trained_beats_untrained(trained_demo):
     assert trained >= untrained + 0.25 and trained >= 2 * area, (trained, untrained, area)
 
 
-def _ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks of a 1-D tensor, ties sharing their mean rank (as Spearman's correlation needs)."""
-    ordered, order = values.sort()
-    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0)
-    ranks = torch.empty(len(values), dtype=torch.float64)
-    ranks[order] = ((ends - counts + ends - 1).double() / 2)[inverse]
-    return ranks
-
-
-def _spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image Spearman rank correlation of ``(N, H, W)`` maps."""
-    return torch.stack([torch.corrcoef(torch.stack([_ranks(u), _ranks(v)]))[0, 1] for u, v in zip(a.flatten(1), b.flatten(1))])
-
-
 def test_maps_change_when_the_top_layers_are_randomised(trained_demo):
     """Adebayo et al. 2018: a map that survives re-initialising the top layers does not explain the model."""
     net = trained_demo["model"].model
     val_set = trained_demo["val_set"]
     images = torch.stack([val_set[i][0] for i in range(0, len(val_set), len(val_set) // 50)])
     methods = ["grad_cam", "guided_grad_cam", "guided_backprop"]
-    before = attribute(net, images, methods, layers="features")
-    randomised = copy.deepcopy(net)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        for module in (randomised.classifier, randomised.features[12], randomised.features[13]):  # cascade from the top
-            module.reset_parameters()
-    after = attribute(randomised.eval(), images, methods, targets=before.targets, layers="features")
-    correlation = {m: _spearman(before.get(m), after.get(m)).nanmean().item() for m in methods}
+    check = model_randomisation(net, images, methods, modules=["classifier", "features.12", "features.13"], layers="features")
+    correlation = {m: check.mean(m)[-1].item() for m in methods}  # after the whole cascade
     _report("rank correlation before/after re-initialising classifier + last conv block: "
             + ", ".join(f"{m} {c:.3f}" for m, c in correlation.items()))  # fmt: skip
     assert correlation["grad_cam"] < 0.5 and correlation["guided_grad_cam"] < 0.6, correlation

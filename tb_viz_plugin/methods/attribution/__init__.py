@@ -7,7 +7,9 @@ forward and backward passes.
 Modules: ``core`` (``attribute`` and one function per method), ``registry`` (every method by name),
 ``result`` (what ``attribute`` returns), ``shared_pass`` (the passes methods share), ``cams`` (the
 CAM family on one base class), ``gradients`` (input-gradient methods), ``perturbation``
-(occlusion), ``hooks`` (traced module calls, guided ReLUs), ``targets``.
+(occlusion), ``excitation`` (excitation backprop, c-MWP), ``hooks`` (traced module calls, guided
+ReLUs), ``targets``. Beside the maps: ``unit_occlusion`` (occlusion at any unit, empirical receptive
+fields), ``faithfulness`` (deletion / insertion scores), ``sanity`` (model randomisation, pointing game).
 """
 
 from tb_viz_plugin.methods.attribution.cams import CamHeadError, upsample
@@ -24,9 +26,24 @@ from tb_viz_plugin.methods.attribution.core import (
     saliency,
     smooth_grad,
 )
+from tb_viz_plugin.methods.attribution.excitation import (
+    ExcitationRules,
+    contrastive_excitation_backprop,
+    excitation_backprop,
+)
+from tb_viz_plugin.methods.attribution.faithfulness import (
+    deletion_auc,
+    deletion_curve,
+    insertion_auc,
+    insertion_curve,
+    random_map,
+    softmax_score,
+)
 from tb_viz_plugin.methods.attribution.registry import DEFAULT_METHODS, METHODS, check_methods, check_options
 from tb_viz_plugin.methods.attribution.result import Attribution, AttributionMap
+from tb_viz_plugin.methods.attribution.sanity import RandomisationCheck, model_randomisation, pointing_game, spearman
 from tb_viz_plugin.methods.attribution.targets import Targets, check_targets, describe_targets
+from tb_viz_plugin.methods.attribution.unit_occlusion import UnitOcclusion, empirical_rf_size, unit_occlusion
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -51,4 +68,20 @@ __all__ = [
     "saliency",
     "smooth_grad",
     "upsample",
+    "ExcitationRules",
+    "contrastive_excitation_backprop",
+    "excitation_backprop",
+    "deletion_auc",
+    "deletion_curve",
+    "insertion_auc",
+    "insertion_curve",
+    "random_map",
+    "softmax_score",
+    "RandomisationCheck",
+    "model_randomisation",
+    "pointing_game",
+    "spearman",
+    "UnitOcclusion",
+    "empirical_rf_size",
+    "unit_occlusion",
 ]

@@ -40,11 +40,12 @@ def attribute(
         images: ``(N, C, H, W)`` on the model's device (an inference tensor is fine).
         methods: names from :data:`METHODS`: ``cam``, ``grad_cam``, ``grad_cam_plus_plus``,
             ``layer_cam``, ``guided_grad_cam``, ``saliency``, ``guided_backprop``, ``smooth_grad``,
-            ``integrated_gradients``, ``occlusion``.
+            ``integrated_gradients``, ``occlusion``, ``excitation_backprop``,
+            ``contrastive_excitation_backprop`` (c-MWP).
         targets: the class to explain per image: ``"predicted"``, an int, ``(N,)`` indices (e.g.
             the true labels) or a callable ``logits -> (N,)``. Gradient methods use the logit,
             occlusion the softmax probability.
-        layers: module name(s) for the CAM-family methods (one map per method and layer); default
+        layers: module name(s) for the CAM-family and excitation methods (one map per method and layer); default
             the last module whose output is a feature map larger than 1x1, not a pooling (found
             by a one-image forward pass). Names may omit a wrapper prefix (``"layer4"`` for
             ``"model.layer4"``).

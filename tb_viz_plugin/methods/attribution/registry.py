@@ -50,6 +50,8 @@ METHODS: Dict[str, MethodInfo] = {
         MethodInfo("smooth_grad", "SmoothGrad", False, False, _keyword_options(smooth_grad_maps)),
         MethodInfo("integrated_gradients", "Integrated gradients", False, True, _keyword_options(integrated_gradients_maps)),
         MethodInfo("occlusion", "Occlusion", False, True, _keyword_options(occlusion_maps)),
+        MethodInfo("excitation_backprop", "Excitation backprop", uses_layer=True, signed=False),
+        MethodInfo("contrastive_excitation_backprop", "c-MWP", uses_layer=True, signed=False),
     )
 }
 """Every attribution method by name, in the order the grid shows them."""

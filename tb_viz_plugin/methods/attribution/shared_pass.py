@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from tb_viz_plugin.methods.attribution.cams import GRADIENT_CAMS, Cam, CamHead, upsample
+from tb_viz_plugin.methods.attribution.excitation import EXCITATION_METHODS, excitation_maps
 from tb_viz_plugin.methods.attribution.gradients import max_abs_over_channels
 from tb_viz_plugin.methods.attribution.hooks import GuidedReLU
 from tb_viz_plugin.methods.attribution.registry import MULTI_PASS
@@ -107,9 +108,13 @@ def method_maps(
             cache[method, layer] = upsample(GRADIENT_CAMS[method]()(activations, gradients), size)
         return cache[method, layer]
 
+    excitation = [name for name in names if name in EXCITATION_METHODS]  # one forward for both, all layers
+    excited = excitation_maps(model, x, shared.targets, layers, excitation) if excitation else {}
     maps: List[AttributionMap] = []
     for name in names:
-        if name == "guided_grad_cam":
+        if name in EXCITATION_METHODS:
+            maps.extend(AttributionMap(name, layer, excited[name, layer]) for layer in layers)
+        elif name == "guided_grad_cam":
             assert shared.guided_grad is not None
             guided = max_abs_over_channels(shared.guided_grad)
             maps.extend(AttributionMap(name, layer, layer_map("grad_cam", layer) * guided) for layer in layers)
