@@ -59,6 +59,9 @@ setup(
             "torchray", "importlib_resources",  # TorchRay (CC BY-NC): install with pip --no-deps; tests only
         ],
     },
-    entry_points={"tensorboard_plugins": ["tb_viz = tb_viz_plugin.plugin:TbVizPlugin"]},
+    entry_points={
+        "tensorboard_plugins": ["tb_viz = tb_viz_plugin.plugin:TbVizPlugin"],
+        "console_scripts": ["tb-viz = tb_viz_plugin.cli:main"],
+    },
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Visualization"],
 )

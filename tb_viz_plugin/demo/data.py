@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring")
 COLOR_NAMES: tuple[str, ...] = ("red", "green", "blue", "yellow", "magenta", "cyan", "orange", "white")
@@ -185,7 +185,31 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
     return (x * std + mean).clamp(0.0, 1.0)
 
 
+def _split_seeds(seed: int) -> tuple[int, int]:
+    """The train and validation seeds derived from ``seed``."""
+    train_seed, val_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
+    return train_seed, val_seed
+
+
 def make_splits(seed: int, n_train: int, n_val: int, size: int = 64) -> tuple[ShapesDataset, ShapesDataset]:
     """Train and validation sets generated from two different seeds derived from ``seed``."""
-    train_seed, val_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
+    train_seed, val_seed = _split_seeds(seed)
     return ShapesDataset(n_train, train_seed, size), ShapesDataset(n_val, val_seed, size)
+
+
+VAL_BATCH_SIZE = 256
+"""Batch size of the demo's validation DataLoader."""
+
+
+def val_loader(seed: int = 0, n_val: int = 1200, size: int = 64) -> DataLoader:
+    """The validation DataLoader ``train(seed=seed, n_val=n_val)`` used (same images, same order).
+
+    With its defaults it is the demo's (``python -m tb_viz_plugin.demo``), as ``tb-viz backfill
+    --data tb_viz_plugin.demo.data:val_loader`` needs it.
+
+    Example:
+        >>> loader = val_loader(n_val=12)
+        >>> len(loader.dataset), next(iter(loader))[0].shape
+        (12, torch.Size([12, 3, 64, 64]))
+    """
+    return DataLoader(ShapesDataset(n_val, _split_seeds(seed)[1], size), batch_size=VAL_BATCH_SIZE, num_workers=0)

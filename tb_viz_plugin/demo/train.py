@@ -10,10 +10,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from tb_viz_plugin.demo.data import denormalize, make_splits
+from tb_viz_plugin.demo.data import VAL_BATCH_SIZE, denormalize, make_splits
 from tb_viz_plugin.demo.model import CAM_LAYER, DEEP_CONV, FIRST_CONV, ShapesModule
 
 
@@ -40,6 +41,14 @@ def demo_callbacks() -> list[pl.Callback]:
     ]
 
 
+def epoch_checkpoints() -> ModelCheckpoint:
+    """Keeps one checkpoint per epoch, ``<run_dir>/checkpoints/epoch=E-step=S.ckpt`` (Lightning's layout).
+
+    What ``tb-viz backfill`` replays on a run trained without the callbacks.
+    """
+    return ModelCheckpoint(filename="{epoch}-{step}", every_n_epochs=1, save_top_k=-1)
+
+
 def train(
     logdir: str | Path,
     epochs: int = 8,
@@ -53,11 +62,13 @@ def train(
     limit_val_batches: int | float | None = None,
     extra_callbacks: Iterable[pl.Callback] = (),
 ) -> dict[str, Any]:
-    """Train ``ShapesModule`` on freshly generated shapes and save ``<run_dir>/final.ckpt``.
+    """Train ``ShapesModule`` on freshly generated shapes; save ``<run_dir>/final.ckpt`` and one checkpoint per epoch.
 
     Logs to ``TensorBoardLogger(logdir, name=f"seed{seed}")``, so the run is ``seed{seed}/version_K``.
     ``callbacks=False`` leaves out ``demo_callbacks()`` and trains the identical model: same
     initialisation, same data, same batch order (shuffling uses its own seeded generator).
+
+    Every epoch's checkpoint is kept in ``<run_dir>/checkpoints/`` (see ``epoch_checkpoints``).
 
     Returns ``run_dir`` and ``checkpoint`` (Paths), ``val_acc`` (last validation epoch),
     ``seconds`` (wall time, data generation included), ``model`` (the trained ShapesModule) and
@@ -70,7 +81,7 @@ def train(
     train_loader = DataLoader(
         train_set, batch_size=batch_size, shuffle=True, num_workers=0, generator=torch.Generator().manual_seed(seed)
     )
-    val_loader = DataLoader(val_set, batch_size=256, num_workers=0)
+    val_loader = DataLoader(val_set, batch_size=VAL_BATCH_SIZE, num_workers=0)  # = data.val_loader(seed, n_val)
     logger = TensorBoardLogger(save_dir=str(logdir), name=f"seed{seed}", default_hp_metric=False)
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -78,8 +89,7 @@ def train(
         max_epochs=epochs,
         deterministic=True,
         logger=logger,
-        callbacks=[*(demo_callbacks() if callbacks else []), *extra_callbacks],
-        enable_checkpointing=False,
+        callbacks=[*(demo_callbacks() if callbacks else []), *extra_callbacks, epoch_checkpoints()],
         enable_progress_bar=False,
         log_every_n_steps=10,
         limit_train_batches=limit_train_batches,
