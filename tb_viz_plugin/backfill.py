@@ -27,12 +27,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import TensorBoardLogger
-from torch import nn
 from typing_extensions import override
 
-from tb_viz_plugin.checkpoints import BackfillError, Checkpoint, find_checkpoints, load_file, resolve
+from tb_viz_plugin.checkpoints import BackfillError, Checkpoint, PlainModule, find_checkpoints, module_loader, resolve
 from tb_viz_plugin.event_steps import SkipLoggedWriter, logged_steps
 
 __all__ = ["BackfillError", "CheckpointResult", "PlainModule", "backfill", "default_callbacks"]
@@ -52,38 +50,6 @@ def default_callbacks() -> List[pl.Callback]:
         except TypeError:  # a required argument (a layer...): needs --callbacks
             continue
     return built
-
-
-class PlainModule(pl.LightningModule):
-    """A plain ``torch.nn.Module`` as a LightningModule (``self.model``), for the callbacks.
-
-    ``validation_step`` runs the model on the batch's input (the batch itself, its first element, or
-    its ``image``/``pixel_values``/... entry). Layer names are the net's (``"layer4"`` finds
-    ``"model.layer4"``).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    @override
-    def forward(self, x: torch.Tensor) -> Any:
-        return self.model(x)
-
-    @override
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self(_batch_input(batch))
-
-
-def _batch_input(batch: Any) -> Any:
-    if isinstance(batch, (list, tuple)) and batch:
-        return batch[0]
-    if isinstance(batch, dict):
-        for key in ("image", "images", "pixel_values", "input", "inputs", "x"):
-            if key in batch:
-                return batch[key]
-        return next(v for v in batch.values() if isinstance(v, torch.Tensor))
-    return batch
 
 
 @dataclasses.dataclass
@@ -120,13 +86,14 @@ class _Progress:
         self._since = time.perf_counter()
         self.prefix = ""
 
-    def stage(self, name: Optional[str]) -> None:
+    def stage(self, name: Optional[str], shown: Optional[str] = None) -> None:
+        """Start timing stage ``name`` (``None``: stop); the bar shows ``shown`` (default: ``name``)."""
         now = time.perf_counter()
         if self._stage is not None:
             self.stages[self._stage] = self.stages.get(self._stage, 0.0) + now - self._since
         self._stage, self._since = name, now
         if name is not None:
-            self.bar.set_postfix_str(f"{self.prefix}: {name}", refresh=True)
+            self.bar.set_postfix_str(f"{self.prefix}: {shown or name}", refresh=True)
 
     def write(self, line: str) -> None:
         self.bar.write(line)
@@ -143,7 +110,7 @@ class _Stage(pl.Callback):
                                   batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
         if self.first:
             total = trainer.num_val_batches[dataloader_idx] if trainer.num_val_batches else "?"
-            self.progress.stage(f"validation batch {batch_idx + 1}/{total}")
+            self.progress.stage("validation batches", f"validation batch {batch_idx + 1}/{total}")
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -221,61 +188,11 @@ def _quiet_lightning() -> Iterator[None]:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*`log_every_n_steps`.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own use of torch's pytree
             yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
-
-
-def _module_loader(module: Optional[str], model: Optional[str]) -> Callable[[Checkpoint], pl.LightningModule]:
-    """A function restoring the model of one checkpoint (``--module`` class or ``--model`` builder)."""
-    if (module is None) == (model is None):
-        raise BackfillError("pass exactly one of --module MODULE:CLASS (Lightning) and --model MODULE:FUNCTION (plain PyTorch)")
-    if module is not None:
-        cls = resolve(module, "--module")
-        if not (isinstance(cls, type) and hasattr(cls, "load_from_checkpoint") and issubclass(cls, nn.Module)):
-            raise BackfillError(
-                f"--module {module!r} is not a LightningModule class; for a function building a plain "
-                "torch.nn.Module pass --model MODULE:FUNCTION"
-            )
-
-        def load_lightning(checkpoint: Checkpoint) -> pl.LightningModule:
-            if "state_dict" not in load_file(checkpoint.path):
-                raise BackfillError(
-                    f"{checkpoint.path} is not a Lightning checkpoint (no 'state_dict' entry); for a plain "
-                    "PyTorch state dict pass --model MODULE:FUNCTION instead of --module"
-                )
-            try:
-                return cls.load_from_checkpoint(checkpoint.path, map_location="cpu")
-            except (RuntimeError, TypeError, KeyError, ValueError) as err:
-                raise BackfillError(
-                    f"{checkpoint.path} is not a checkpoint of {cls.__module__}.{cls.__qualname__}: {_first_lines(err)}"
-                ) from err
-
-        return load_lightning
-    build = resolve(model, "--model")
-    if not callable(build):
-        raise BackfillError(f"--model {model!r} is not a function returning a torch.nn.Module")
-
-    def load_plain(checkpoint: Checkpoint) -> pl.LightningModule:
-        net = build()
-        if not isinstance(net, nn.Module):
-            raise BackfillError(f"--model {model!r} returned {type(net).__name__}, not a torch.nn.Module")
-        payload = load_file(checkpoint.path)
-        state = next((payload[k] for k in ("state_dict", "model_state_dict", "model") if isinstance(payload.get(k), dict)),
-                     payload)  # fmt: skip
-        try:
-            net.load_state_dict(state)
-        except (RuntimeError, TypeError, KeyError) as err:
-            raise BackfillError(f"{checkpoint.path} does not fit the model {model!r} builds: {_first_lines(err)}") from err
-        return PlainModule(net)
-
-    return load_plain
-
-
-def _first_lines(err: BaseException, lines: int = 3, width: int = 400) -> str:
-    text = " ".join(str(err).strip().splitlines()[:lines])
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _data(spec: str) -> Dict[str, Any]:
@@ -301,7 +218,13 @@ def _callbacks(spec: Optional[str], strict: bool) -> List[pl.Callback]:
     else:
         factory = resolve(spec, "--callbacks")
         made = factory() if callable(factory) else factory
-        callbacks = [made] if isinstance(made, pl.Callback) else list(made or [])
+        if isinstance(made, pl.Callback):
+            callbacks = [made]
+        else:
+            try:
+                callbacks = list(made or [])
+            except TypeError:
+                callbacks = [made]
         bad = [type(c).__name__ for c in callbacks if not isinstance(c, pl.Callback)]
         if bad or not callbacks:
             raise BackfillError(f"--callbacks {spec!r} must return a non-empty list of Lightning callbacks, got {bad or 'none'}")
@@ -373,7 +296,7 @@ def backfill(
         BackfillError: a user mistake; its message says which and how to fix it.
     """
     trainer_args = _trainer_args(device)
-    load_module = _module_loader(module, model)
+    load_module = module_loader(module, model)
     found, duplicates = find_checkpoints(checkpoints, logdir=logdir, step_from=step_from)
     data_args = _data(data)
     bar = _Progress(len(found), progress)

@@ -1,9 +1,10 @@
-"""The checkpoints a backfill replays: found by a glob, each with its global step, epoch and run directory.
+"""The checkpoints a backfill replays: found by a glob, each with its step, epoch, run directory and model.
 
 A run trained with Lightning keeps its checkpoints in ``<run>/checkpoints/*.ckpt`` beside its event
 files (``ModelCheckpoint`` with a ``TensorBoardLogger``), so the run directory of a checkpoint is
 found from that layout. Plain PyTorch state dicts carry no step: ``--step-from`` reads it from the
-file name. Also here: ``MODULE:NAME`` resolution with errors that say what is wrong.
+file name (and :class:`PlainModule` hands their net to the callbacks). Also here: ``MODULE:NAME``
+resolution with errors that say what is wrong.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import importlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import pytorch_lightning as pl
 import torch
+from torch import nn
+from typing_extensions import override
 
 from tb_viz_plugin.event_steps import EVENT_FILE_GLOB
 
@@ -214,3 +218,86 @@ def find_checkpoints(
             continue
         checkpoints.append(Checkpoint(path, step, len(same_run) if epoch is None else epoch, run_dir))
     return checkpoints, duplicates
+
+
+class PlainModule(pl.LightningModule):
+    """A plain ``torch.nn.Module`` as a LightningModule (``self.model``), for the callbacks.
+
+    ``validation_step`` runs the model on the batch's input (the batch itself, its first element, or
+    its ``image``/``pixel_values``/... entry). Layer names are the net's (``"layer4"`` finds
+    ``"model.layer4"``).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    @override
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.model(x)
+
+    @override
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self(_batch_input(batch))
+
+
+def _batch_input(batch: Any) -> Any:
+    if isinstance(batch, (list, tuple)) and batch:
+        return batch[0]
+    if isinstance(batch, dict):
+        for key in ("image", "images", "pixel_values", "input", "inputs", "x"):
+            if key in batch:
+                return batch[key]
+        return next(v for v in batch.values() if isinstance(v, torch.Tensor))
+    return batch
+
+
+def module_loader(module: Optional[str], model: Optional[str]) -> Callable[[Checkpoint], pl.LightningModule]:
+    """A function restoring the model of one checkpoint (``--module`` class or ``--model`` builder)."""
+    if (module is None) == (model is None):
+        raise BackfillError("pass exactly one of --module MODULE:CLASS (Lightning) and --model MODULE:FUNCTION (plain PyTorch)")
+    if module is not None:
+        cls = resolve(module, "--module")
+        if not (isinstance(cls, type) and hasattr(cls, "load_from_checkpoint") and issubclass(cls, nn.Module)):
+            raise BackfillError(
+                f"--module {module!r} is not a LightningModule class; for a function building a plain "
+                "torch.nn.Module pass --model MODULE:FUNCTION"
+            )
+
+        def load_lightning(checkpoint: Checkpoint) -> pl.LightningModule:
+            if "state_dict" not in load_file(checkpoint.path):
+                raise BackfillError(
+                    f"{checkpoint.path} is not a Lightning checkpoint (no 'state_dict' entry); for a plain "
+                    "PyTorch state dict pass --model MODULE:FUNCTION instead of --module"
+                )
+            try:
+                return cls.load_from_checkpoint(checkpoint.path, map_location="cpu")
+            except (RuntimeError, TypeError, KeyError, ValueError) as err:
+                raise BackfillError(
+                    f"{checkpoint.path} is not a checkpoint of {cls.__module__}.{cls.__qualname__}: {_first_lines(err)}"
+                ) from err
+
+        return load_lightning
+    build = resolve(model, "--model")
+    if not callable(build):
+        raise BackfillError(f"--model {model!r} is not a function returning a torch.nn.Module")
+
+    def load_plain(checkpoint: Checkpoint) -> pl.LightningModule:
+        net = build()
+        if not isinstance(net, nn.Module):
+            raise BackfillError(f"--model {model!r} returned {type(net).__name__}, not a torch.nn.Module")
+        payload = load_file(checkpoint.path)
+        state = next((payload[k] for k in ("state_dict", "model_state_dict", "model") if isinstance(payload.get(k), dict)),
+                     payload)  # fmt: skip
+        try:
+            net.load_state_dict(state)
+        except (RuntimeError, TypeError, KeyError) as err:
+            raise BackfillError(f"{checkpoint.path} does not fit the model {model!r} builds: {_first_lines(err)}") from err
+        return PlainModule(net)
+
+    return load_plain
+
+
+def _first_lines(err: BaseException, lines: int = 3, width: int = 400) -> str:
+    text = " ".join(str(err).strip().splitlines()[:lines])
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 BACKFILL_EXAMPLE = """\
 example (backfill a demo run trained with --no-callbacks):
@@ -93,9 +93,15 @@ def _backfill(args: argparse.Namespace) -> int:
     written = sum(len(r.written) for r in results)
     runs = sorted({str(r.checkpoint.run_dir) for r in results})
     per = sum(r.seconds for r in ran) / len(ran) if ran else 0.0
-    print(f"backfilled {len(ran)} of {len(results)} checkpoints into {len(runs)} run(s): {written} tag steps "
-          f"written, {sum(len(r.skipped) for r in results)} already there; {time.perf_counter() - start:.1f} s "
-          f"({per:.1f} s per checkpoint)")  # fmt: skip
+    print(f"replayed {len(ran)} of {len(results)} checkpoints ({len(results) - len(ran)} already logged) into "
+          f"{len(runs)} run(s): {written} (tag, step) written, {sum(len(r.skipped) for r in results)} already there; "
+          f"{time.perf_counter() - start:.1f} s in all, {per:.1f} s per replayed checkpoint")  # fmt: skip
+    stages: Dict[str, float] = {}
+    for result in ran:
+        for stage, seconds in result.stages.items():
+            stages[stage] = stages.get(stage, 0.0) + seconds / len(ran)
+    if stages:
+        print("seconds per checkpoint: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(stages.items(), key=lambda kv: -kv[1])))
     for run in runs:
         print(f"  {run}")
     return 0

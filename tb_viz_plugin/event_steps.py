@@ -31,8 +31,8 @@ def logged_steps(run_dir: str) -> Logged:
         >>> with tempfile.TemporaryDirectory() as run:
         ...     writer = SummaryWriter(run)
         ...     writer.add_scalar("loss", 1.0, 7); writer.add_scalar("loss", 0.5, 9); writer.close()
-        ...     logged_steps(run)
-        {'loss': {7, 9}}
+        ...     {tag: sorted(steps) for tag, steps in logged_steps(run).items()}
+        {'loss': [7, 9]}
     """
     logged: Logged = {}
     for path in sorted(glob.glob(os.path.join(glob.escape(str(run_dir)), EVENT_FILE_GLOB))):
