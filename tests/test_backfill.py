@@ -77,6 +77,33 @@ def recorded_callbacks():
     return [FilterGrid(layers=["features.0"]), Recorder()]
 
 
+def unified_module():
+    """A ``lightning.pytorch`` LightningModule class holding the demo CNN (a separate class hierarchy)."""
+    import lightning.pytorch as L
+    import torch.nn.functional as F
+
+    from tb_viz_plugin.demo.model import ShapesCNN
+
+    class Unified(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = ShapesCNN(width=4)
+
+        def forward(self, x):
+            return self.model(x)
+
+        def training_step(self, batch, batch_idx):
+            return F.cross_entropy(self(batch[0]), batch[1])
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val_loss", F.cross_entropy(self(batch[0]), batch[1]))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    return Unified
+
+
 def build_net():
     """The demo's CNN as a plain ``torch.nn.Module`` (``--model``)."""
     from tb_viz_plugin.demo.model import ShapesCNN
@@ -178,6 +205,21 @@ def test_plain_pytorch_state_dicts_with_step_from_the_file_name(runs, tmp_path):
     live, plain = read_run(runs["live"])[0], read_run(str(tmp_path / "run"))[0]
     assert tags_at(plain, 8) == tags_at(live, 8)  # the net is held as `model`, as in ShapesModule
     assert plain["filters/model.features.0"][8] == live["filters/model.features.0"][8]
+
+
+def test_a_lightning_pytorch_module(tmp_path):
+    """A run of the unified ``lightning`` package is replayed with its own Trainer class."""
+    L = pytest.importorskip("lightning.pytorch")
+    global Unified
+    Unified = unified_module()
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=L.loggers.TensorBoardLogger(str(tmp_path), name="u"),
+                        callbacks=[L.callbacks.ModelCheckpoint(save_top_k=-1)], limit_train_batches=1,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(Unified(), val_loader(), val_loader())
+    results = backfill(str(tmp_path / "**" / "*.ckpt"), f"{HERE}:val_loader", module=f"{HERE}:Unified",
+                       callbacks=f"{HERE}:recorded_callbacks", device="cpu", progress=False)  # fmt: skip
+    assert [r.checkpoint.step for r in results] == [1, 2]
+    assert sorted(read_run(str(tmp_path / "u" / "version_0"))[0]["filters/model.features.0"]) == [1, 2]
 
 
 def test_checkpoints_are_taken_in_step_order_not_name_order(tmp_path):

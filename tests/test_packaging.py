@@ -1,4 +1,4 @@
-"""The wheel ships the frontend and registers the TensorBoard entry point."""
+"""The wheel ships the frontend and registers the TensorBoard entry point and the `tb-viz` command."""
 
 import glob
 import os
@@ -27,3 +27,4 @@ def test_wheel_contains_frontend_and_entry_point(tmp_path):
     assert "tb_viz_plugin/plugin.py" in names and "tb_viz_plugin/summary.py" in names
     assert "[tensorboard_plugins]" in entry_points
     assert "tb_viz = tb_viz_plugin.plugin:TbVizPlugin" in entry_points
+    assert "[console_scripts]" in entry_points and "tb-viz = tb_viz_plugin.cli:main" in entry_points
