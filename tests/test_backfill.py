@@ -186,6 +186,21 @@ def test_a_second_backfill_writes_nothing(bare):
     assert sorted(os.listdir(bare)) == files and read_run(str(bare))[0] == viz  # not even an empty event file
 
 
+def test_an_interrupted_backfill_is_completed_and_the_tab_shows_one_run(bare):
+    """Only the last checkpoint done, then all: the earlier step lands in a later event file, the tab sorts it in."""
+    from tensorboard import context as tb_context
+
+    from tests.helpers import make_plugin
+
+    kwargs = dict(module=MODULE, callbacks=f"{HERE}:small_callbacks", device="cpu", progress=False)
+    backfill(str(bare / "checkpoints" / "epoch=1-*.ckpt"), f"{HERE}:val_loader", **kwargs)
+    rest = backfill(str(bare / "checkpoints" / "*.ckpt"), f"{HERE}:val_loader", **kwargs)
+    assert [(r.checkpoint.step, r.status, len(r.written)) for r in rest] == [(4, "backfilled", 4), (8, "already logged", 0)]
+    tags = make_plugin(str(bare.parent.parent))[0].tags_impl(tb_context.RequestContext(), "")
+    assert list(tags) == ["seed0/version_0"] and len(tags["seed0/version_0"]) == 4
+    assert all(info["steps"] == [4, 8] for info in tags["seed0/version_0"].values())
+
+
 def test_callbacks_see_the_checkpoint_epoch_and_step(bare):
     POSITIONS.clear()
     backfill(str(bare / "checkpoints" / "*.ckpt"), f"{HERE}:val_loader", module=MODULE,
