@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 import time
 import warnings
@@ -37,18 +38,24 @@ __all__ = ["BackfillError", "CheckpointResult", "PlainModule", "backfill", "defa
 
 
 def default_callbacks() -> List[pl.Callback]:
-    """Every tb-viz callback that can be built with no argument, at its defaults."""
+    """One of every tb-viz callback that needs no argument, at its defaults (``DeepDream`` needs its layers).
+
+    Example:
+        >>> names = [type(callback).__name__ for callback in default_callbacks()]
+        >>> "FilterGrid" in names, "AttributionMaps" in names, "DeepDream" in names
+        (True, True, False)
+    """
     from tb_viz_plugin import callbacks as package
 
     built: List[pl.Callback] = []
     for name in package.__all__:
         cls = getattr(package, name)
-        if cls in (package.VizCallback, package.RankZeroCallback):
+        if cls in (package.VizCallback, package.RankZeroCallback) or not issubclass(cls, package.VizCallback):
             continue
-        try:
+        required = [p for p in inspect.signature(cls).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]  # fmt: skip
+        if not required:
             built.append(cls())
-        except TypeError:  # a required argument (a layer...): needs --callbacks
-            continue
     return built
 
 

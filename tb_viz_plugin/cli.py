@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--data", required=True, metavar="MODULE:FUNCTION",
                           help="a function returning the validation DataLoader, or a LightningDataModule class")
     backfill.add_argument("--callbacks", metavar="MODULE:FUNCTION",
-                          help="a function returning the callbacks (default: every tb-viz callback at its defaults)")
+                          help="a function returning the callbacks (default: every tb-viz callback that needs no argument, at its defaults)")
     backfill.add_argument("--logdir", metavar="DIR",
                           help="write into DIR (default: each checkpoint's run directory, from Lightning's layout)")
     backfill.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")

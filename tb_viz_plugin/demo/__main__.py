@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wall time:     {result['seconds']:.1f} s")
     print(f"run dir:       {result['run_dir']}")
     print(f"checkpoint:    {result['checkpoint']}")
+    print(f"per epoch:     {result['run_dir'] / 'checkpoints'} (what `tb-viz backfill` replays)")
     return 0 if args.no_serve else _serve(args.logdir, args.port)
 
 
