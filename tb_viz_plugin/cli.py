@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     backfill = commands.add_parser(
         "backfill",
         help="visualize the checkpoints of a run trained without tb-viz, at their global steps",
-        description="Replay tb-viz callbacks on each checkpoint of a run, writing at the checkpoint's "
+        description="Replay tb-viz callbacks on each checkpoint of a run, writing at the checkpoint's\n"
         "global step into the run's log directory, so TensorBoard shows one run.",
         epilog=BACKFILL_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -64,6 +64,13 @@ class OtherModule(pl.LightningModule):
         self.net = torch.nn.Linear(3, 2)
 
 
+class ValData(pl.LightningDataModule):
+    """``--data`` as a LightningDataModule class."""
+
+    def val_dataloader(self):
+        return val_loader()
+
+
 class Recorder(pl.Callback):
     """Records the Trainer's epoch and step where the views are logged."""
 
@@ -201,9 +208,10 @@ def test_an_interrupted_backfill_is_completed_and_the_tab_shows_one_run(bare):
     assert all(info["steps"] == [4, 8] for info in tags["seed0/version_0"].values())
 
 
-def test_callbacks_see_the_checkpoint_epoch_and_step(bare):
+@pytest.mark.parametrize("data", ["val_loader", "ValData"])
+def test_callbacks_see_the_checkpoint_epoch_and_step(bare, data):
     POSITIONS.clear()
-    backfill(str(bare / "checkpoints" / "*.ckpt"), f"{HERE}:val_loader", module=MODULE,
+    backfill(str(bare / "checkpoints" / "*.ckpt"), f"{HERE}:{data}", module=MODULE,
              callbacks=f"{HERE}:recorded_callbacks", device="cpu", progress=False)  # fmt: skip
     assert POSITIONS == [(0, 4, False), (1, 8, False)]
 
