@@ -43,7 +43,8 @@ from tb_viz_plugin.methods.attribution.registry import DEFAULT_METHODS, METHODS,
 from tb_viz_plugin.methods.attribution.result import Attribution, AttributionMap
 from tb_viz_plugin.methods.attribution.sanity import RandomisationCheck, model_randomisation, pointing_game, spearman
 from tb_viz_plugin.methods.attribution.targets import Targets, check_targets, describe_targets
-from tb_viz_plugin.methods.attribution.unit_occlusion import UnitOcclusion, empirical_rf_size, unit_occlusion
+from tb_viz_plugin.methods.attribution.unit_occlusion import TopKOcclusion, UnitOcclusion, empirical_rf_size, top_k_occlusion
+from tb_viz_plugin.methods.attribution.unit_occlusion import unit_occlusion
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -84,4 +85,6 @@ __all__ = [
     "UnitOcclusion",
     "empirical_rf_size",
     "unit_occlusion",
+    "top_k_occlusion",
+    "TopKOcclusion",
 ]
