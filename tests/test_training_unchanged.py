@@ -33,6 +33,7 @@ CALLBACKS = {
     "AttributionMaps": lambda: AttributionMaps(
         methods=EVERY_ATTRIBUTION, num_images=2,
         options={"smooth_grad": {"samples": 2}, "integrated_gradients": {"steps": 2}, "occlusion": {"window": 8}},
+        faithfulness={"steps": 2},
     ),  # fmt: skip
     "Embeddings": lambda: Embeddings(num_samples=8),
     "ActivationMaximization": lambda: ActivationMaximization(units={"net.0.2": [0, 11]}, steps=2, size=16),

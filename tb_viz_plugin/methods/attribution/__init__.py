@@ -32,8 +32,10 @@ from tb_viz_plugin.methods.attribution.excitation import (
     excitation_backprop,
 )
 from tb_viz_plugin.methods.attribution.faithfulness import (
+    Faithfulness,
     deletion_auc,
     deletion_curve,
+    faithfulness_scores,
     insertion_auc,
     insertion_curve,
     random_map,
@@ -73,6 +75,8 @@ __all__ = [
     "contrastive_excitation_backprop",
     "excitation_backprop",
     "deletion_auc",
+    "Faithfulness",
+    "faithfulness_scores",
     "deletion_curve",
     "insertion_auc",
     "insertion_curve",
