@@ -129,34 +129,38 @@ def _layout(tiles: torch.Tensor, background: Sequence[float]) -> torch.Tensor:
     return canvas
 
 
-def occlusion_rows(maps: torch.Tensor, *, level: float = 0.5, min_tile: int = 64) -> np.ndarray:
+def occlusion_rows(maps: torch.Tensor, k: Optional[int] = None, *, level: float = 0.5, min_tile: int = 64) -> np.ndarray:
     """Unit occlusion overlays, laid out like :func:`top_activation_rows`: ``(U, H_row, W_row, 4)`` RGBA ``uint8``.
 
-    Each tile is one discrepancy map over its crop, normalised by its positive maximum: transparent
-    where occluding does not lower the unit, yellow to red (more opaque) as the drop grows, and the
-    region at ``level`` times the maximum (the empirical receptive field) outlined in white. Ranks
-    past ``maps``' k are left transparent by the view (the rows have ``maps``' k tiles).
+    Each of the first tiles is one discrepancy map over its crop, normalised by its positive
+    maximum, as a spotlight: a dark veil where occluding does not lower the unit, clearing as the
+    drop grows, and the region at ``level`` times the maximum (the empirical receptive field)
+    outlined in white. Tiles past ``maps``' ranks (up to ``k``) are transparent.
 
     Args:
-        maps: ``(U, k, h, w)`` discrepancy maps (``TopKOcclusion.maps``).
+        maps: ``(U, k', h, w)`` discrepancy maps (``TopKOcclusion.maps``).
+        k: tiles per row (the top-k's k, at least ``k'``); default ``k'``.
         level: the outline's fraction of each map's maximum.
         min_tile: as for :func:`top_activation_rows` (the same tile size for the same crops).
 
     Example:
-        >>> occlusion_rows(torch.rand(2, 3, 10, 10), min_tile=40).shape
+        >>> occlusion_rows(torch.rand(2, 2, 10, 10), k=3, min_tile=40).shape
         (2, 44, 128, 4)
     """
-    count, k, height, width = maps.shape
+    count, occluded, height, width = maps.shape
+    k = occluded if k is None else k
     tile = tile_size((height, width), min_tile)
     flat = maps.detach().float().cpu().flatten(0, 1)
-    peak = flat.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
-    t = (flat / peak).clamp(0, 1) * (flat.flatten(1).amax(1) > 0)[:, None, None]
-    t = resize(t, tile)
-    edges = _outline(t >= level, max(1, tile[0] // 64)) & (t > 0)
-    rgba = torch.stack([torch.ones_like(t), 1 - 0.85 * t, torch.zeros_like(t), 0.15 + 0.6 * t], dim=-1)
-    rgba[..., 3] = torch.where(t > 0.05, rgba[..., 3], torch.zeros_like(t))
+    peak = flat.flatten(1).amax(1)
+    t = (flat / peak.clamp_min(1e-12)[:, None, None]).clamp(0, 1) * (peak > 0)[:, None, None]
+    t = resize(t, tile, mode="bilinear").clamp(0, 1)
+    edges = _outline(t >= level, max(1, tile[0] // 64)) & (peak > 0)[:, None, None]
+    rgba = torch.zeros(*t.shape, 4)
+    rgba[..., 3] = 0.78 * (1 - t) ** 1.5
     rgba = torch.where(edges[..., None], torch.tensor([1.0, 1.0, 1.0, 1.0]), rgba)
-    return to_uint8(_layout(rgba.reshape(count, k, *tile, 4), (0.0, 0.0, 0.0, 0.0)))
+    rows = torch.zeros(count, k, *tile, 4)
+    rows[:, :occluded] = rgba.reshape(count, occluded, *tile, 4)
+    return to_uint8(_layout(rows, (0.0, 0.0, 0.0, 0.0)))
 
 
 def _patch_rows(
@@ -207,9 +211,7 @@ def _occlusion_items(layer: str, top: UnitTopK, occlusion: TopKOcclusion) -> Tup
             f"({top.values.shape[0]} units, k = {top.values.shape[1]}, crops {top.geometry.crop_size})"
         )
     maps, sizes = occlusion.maps.float().cpu(), occlusion.sizes.float().cpu()
-    padded = torch.zeros(count, top.values.shape[1], *maps.shape[2:])  # ranks past k: transparent
-    padded[:, :k] = maps
-    overlays = occlusion_rows(padded)
+    overlays = occlusion_rows(maps, top.values.shape[1])  # ranks not occluded: transparent
     peaks = maps.flatten(2).amax(2)
     rest = [None] * (top.values.shape[1] - k)  # ranks not occluded
     items = [
