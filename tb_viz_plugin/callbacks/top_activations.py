@@ -81,9 +81,8 @@ class TopActivations(VizCallback):
 
     Raises:
         MisconfigurationException: bad arguments (here, e.g. an unknown ``unit_occlusion`` option),
-            or at ``setup`` a layer name that is not a
-            module of the model (the message lists the valid names) or a unit index past a
-            ``Conv2d``'s channels.
+            or at ``setup`` a layer name that is not a module of the model (the message lists the
+            valid names) or a unit index past a ``Conv2d``'s channels.
 
     Example:
         >>> callback = TopActivations(layers=["layer3", "layer4"], units=8, k=9)
