@@ -29,7 +29,7 @@ def demo_callbacks() -> list[pl.Callback]:
     return [
         FilterGrid(layers=[FIRST_CONV, DEEP_CONV]),
         ActivationMaps(layers=["features.2", "features.6"], num_images=4, units=8, to_rgb=denormalize),
-        TopActivations(layers=["features.10", CAM_LAYER], units=8, k=8, to_rgb=denormalize, unit_occlusion={"k": 2}),
+        TopActivations(layers=["features.10", CAM_LAYER], units=8, k=8, to_rgb=denormalize, unit_occlusion={"k": 1}),
         AttributionMaps(
             methods=["cam", "grad_cam", "grad_cam_plus_plus", "guided_grad_cam", "saliency", "occlusion",
                      "contrastive_excitation_backprop"],
