@@ -7,8 +7,10 @@
 // Signed maps (CAM, integrated gradients, occlusion: grey level 128 = 0) always use a diverging
 // blue-white-red colormap so that the sign stays readable, and over the image their opacity grows
 // with |value| (zero shows the image). Data in the manifest `meta`: columns
-// [{method, title, layer, label, signed}], rows [{index, label_name, predicted_name, probability, ...}];
-// items carry `role` ("image" | "map"), `row`, and for maps `column`, `min`, `max`, `signed`.
+// [{method, title, layer, label, signed}], rows [{index, label_name, predicted_name, probability, ...}],
+// optional faithfulness {steps, columns [{deletion, insertion}], random {deletion, insertion}} (shown
+// under each column's title and above the grid); items carry `role` ("image" | "map"), `row`, and
+// for maps `column`, `min`, `max`, `signed` (and `deletion`, `insertion` with faithfulness).
 
 import {createItems} from "./items.js";
 import {createError, h} from "./views.js";
@@ -36,6 +38,8 @@ const STYLE = `
 .tbv-panel:has(.tbv-attr-grid) { max-width: 1100px; }
 .tbv-attr-head { font-size: 11px; font-weight: 500; overflow-wrap: anywhere; align-self: end; }
 .tbv-attr-layer { display: block; font-weight: 400; color: var(--tbv-muted, #757575); }
+.tbv-attr-scores { display: block; font-weight: 400; font-variant-numeric: tabular-nums; color: var(--tbv-muted, #757575); }
+.tbv-attr-faithfulness { font-size: 11px; margin-bottom: 4px; }
 .tbv-attr-grid .tbv-item { min-width: 0; }
 .tbv-attr-grid .tbv-caption { font-size: 10px; }
 .tbv-attr-cell[data-state="loading"] img { visibility: hidden; }
@@ -198,11 +202,33 @@ function rowCaption(row, item) {
   return item.caption === undefined || item.caption === null ? `#${row}` : String(item.caption);
 }
 
-function headCell(title, layer) {
+function headCell(title, layer, scores) {
   const cell = h("div", "tbv-attr-head", title);
   if (layer) cell.append(h("span", "tbv-attr-layer", `@ ${layer}`));
   cell.title = layer ? `${title} @ ${layer}` : title;
+  if (scores) cell.append(scoreLine(scores, "tbv-attr-scores"));
   return cell;
+}
+
+function score(value) {
+  return typeof value === "number" && Number.isFinite(value) ? value.toFixed(2) : "?";
+}
+
+/** "del 0.21 · ins 0.52": mean deletion (lower is better) and insertion (higher is better) AUC. */
+function scoreLine(scores, className) {
+  const line = h("span", className, `del ${score(scores.deletion)} · ins ${score(scores.insertion)}`);
+  line.dataset.deletion = String(scores.deletion);
+  line.dataset.insertion = String(scores.insertion);
+  line.title = "faithfulness, mean over the images: deletion AUC (class probability as the most attributed " +
+    "pixels are removed; lower is better) · insertion AUC (as they are put into a blurred copy; higher is better)";
+  return line;
+}
+
+/** The faithfulness line above the grid: steps and the random map's scores, the baseline to beat. */
+function faithfulnessLine(faithfulness) {
+  const line = h("div", "tbv-attr-faithfulness tbv-muted", `faithfulness (${faithfulness.steps} steps) · random map: `);
+  line.append(scoreLine(faithfulness.random || {}, "tbv-attr-random"));
+  return line;
 }
 
 /**
@@ -237,8 +263,12 @@ export function createAttributionGrid(response, imageUrl) {
   grid.dataset.rows = String(rows.length);
   grid.dataset.columns = String(columns.length);
   grid.style.gridTemplateColumns = `repeat(${columns.length + 1}, minmax(56px, 1fr))`;
-  grid.append(headCell("image"), ...columns.map((column) => column && typeof column === "object" ?
-    headCell(String(column.title || column.label || column.method), column.layer ? String(column.layer) : "") :
+  const faithfulness = meta.faithfulness && typeof meta.faithfulness === "object" &&
+    Array.isArray(meta.faithfulness.columns) ? meta.faithfulness : null;
+  if (faithfulness) fragment.append(faithfulnessLine(faithfulness));
+  grid.append(headCell("image"), ...columns.map((column, index) => column && typeof column === "object" ?
+    headCell(String(column.title || column.label || column.method), column.layer ? String(column.layer) : "",
+      faithfulness ? faithfulness.columns[index] : null) :
     headCell("?")));
 
   const cells = [];
@@ -272,7 +302,8 @@ export function createAttributionGrid(response, imageUrl) {
       }
       const img = h("img");
       img.alt = String(item.caption || "");
-      img.title = img.alt;
+      img.title = typeof item.deletion === "number" ?
+        `${img.alt}\ndeletion ${score(item.deletion)} · insertion ${score(item.insertion)}` : img.alt;
       img.tabIndex = 0;
       figure.dataset.state = "loading";
       figure.append(img);

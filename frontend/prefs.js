@@ -17,6 +17,7 @@ const SCHEMA = {
   curveTags: [null, (v) => v === null || (Array.isArray(v) && v.every((t) => typeof t === "string"))],
   compareMode: ["side", (v) => COMPARE_MODES.includes(v)],
   pollMs: [5000, (v) => Number.isInteger(v) && v >= 200 && v <= 600000],
+  topkOcclusion: [false, (v) => typeof v === "boolean"],
 };
 
 const values = new Map();

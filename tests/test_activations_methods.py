@@ -218,3 +218,15 @@ def test_unit_and_channel_choices():
     maps[:, 3] = 2.0
     maps[:, 1] = 1.0
     assert select_units(maps, 2).tolist() == [3, 1]
+
+
+def test_image_pool_stack_with_and_without_empty_ids():
+    from tb_viz_plugin.methods.image_pool import EMPTY_ID, ImagePool
+
+    pool = ImagePool(4)
+    images = torch.arange(3 * 2 * 2 * 2, dtype=torch.float32).view(3, 2, 2, 2)
+    pool.add(torch.tensor([10, 11, 12]), images, torch.arange(3))
+    full = pool.stack(torch.tensor([12, 10, 12]), (2, 2, 2), torch.device("cpu"))
+    assert torch.equal(full, images[[2, 0, 2]])
+    holes = pool.stack(torch.tensor([11, EMPTY_ID]), (2, 2, 2), torch.device("cpu"))
+    assert torch.equal(holes[0], images[1]) and torch.equal(holes[1], torch.zeros(2, 2, 2))

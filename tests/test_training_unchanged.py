@@ -29,10 +29,11 @@ EVERY_ATTRIBUTION = ["cam", "grad_cam_plus_plus", "layer_cam", "guided_grad_cam"
 CALLBACKS = {
     "FilterGrid": lambda: FilterGrid(layers=["net.0.0", "net.0.2"]),
     "ActivationMaps": lambda: ActivationMaps(layers=["net.0.1", "net.0.3"], num_images=2, units=4),
-    "TopActivations": lambda: TopActivations(layers=["net.0.1", "net.0.3"], units=3, k=3),
+    "TopActivations": lambda: TopActivations(layers=["net.0.1", "net.0.3"], units=3, k=3, unit_occlusion={"k": 2}),
     "AttributionMaps": lambda: AttributionMaps(
         methods=EVERY_ATTRIBUTION, num_images=2,
         options={"smooth_grad": {"samples": 2}, "integrated_gradients": {"steps": 2}, "occlusion": {"window": 8}},
+        faithfulness={"steps": 2},
     ),  # fmt: skip
     "Embeddings": lambda: Embeddings(num_samples=8),
     "ActivationMaximization": lambda: ActivationMaximization(units={"net.0.2": [0, 11]}, steps=2, size=16),

@@ -12,6 +12,7 @@ from typing_extensions import override
 from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, claim_tags, class_names_for
 from tb_viz_plugin.callbacks.base import misconfiguration
 from tb_viz_plugin.log import attribution_tag, write_attributions
+from tb_viz_plugin.log.attributions import check_faithfulness_options, faithfulness_tags
 from tb_viz_plugin.methods import LayerNotFoundError, resolve_layers
 from tb_viz_plugin.methods.attribution import (
     DEFAULT_METHODS,
@@ -21,6 +22,7 @@ from tb_viz_plugin.methods.attribution import (
     check_options,
     check_targets,
     describe_targets,
+    faithfulness_scores,
 )
 from tb_viz_plugin.methods.attribution.cams import CamHeadError, check_cam_modules
 
@@ -59,13 +61,21 @@ class AttributionMaps(RankZeroCallback):
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` for display (e.g.
             un-normalising); ``None`` = min-max per image. Picklable (module-level) for DDP spawn.
         options: per-method options, e.g. ``{"occlusion": {"window": 16, "stride": 8}}``.
+        faithfulness: also score every map (``methods.faithfulness_scores``: deletion and
+            insertion AUC, Petsiuk et al. 2018, and a random map as the baseline), shown per
+            method in the view and logged as ordinary TensorBoard scalars
+            ``tb_viz/faithfulness/<method>/deletion`` (and ``insertion``; ``random`` for the
+            baseline; ``/<name>`` appended when given), curves beside the loss. ``True`` for 16
+            steps, or options ``steps``, ``seed``, ``max_memory_mb``. Costs 2 x (methods + 1) x
+            (steps + 1) forward passes of the probe images per logged epoch.
         every_n_epochs: log every n-th epoch.
         strict: re-raise errors instead of warning.
         name: appended to the tag, to tell this instance from another one with the same layers and
             target (e.g. other methods or probe images).
 
     Raises:
-        MisconfigurationException: unknown methods or options, a bad target (here), or at
+        MisconfigurationException: unknown methods or options (also of ``faithfulness``), a bad
+            target (here), or at
             ``setup`` a layer that is not a module of the model (the message lists the valid
             names) or ``cam`` for a model without average pooling and ``nn.Linear``.
 
@@ -88,6 +98,7 @@ class AttributionMaps(RankZeroCallback):
         class_names: Optional[Sequence[str]] = None,
         to_rgb: Optional["ToRGB"] = None,
         options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        faithfulness: Union[bool, Mapping[str, Any]] = False,
         every_n_epochs: int = 1,
         strict: bool = False,
         name: Optional[str] = None,
@@ -96,10 +107,12 @@ class AttributionMaps(RankZeroCallback):
         with misconfiguration("AttributionMaps"):
             self.methods = check_methods(methods)
             self.options = check_options(self.methods, options)
+            self._scoring = check_faithfulness_options(faithfulness)
             if isinstance(target, (list, tuple, torch.Tensor)):
                 raise ValueError("target must be 'predicted', 'label', a class index or a callable, not per-image indices")
             if target != "label":
                 check_targets(target)
+        self.faithfulness = faithfulness
         self.layers = check_layer_names("AttributionMaps", layers)
         self.target = target
         self.class_names = None if class_names is None else [str(name) for name in class_names]
@@ -139,9 +152,14 @@ class AttributionMaps(RankZeroCallback):
         with self._extra_pass(trainer, pl_module, grad=True):
             images = trainer.precision_plugin.convert_input(images)
             result = attribute(pl_module, images, self.methods, targets, self._layers, self.options)
+        scores = None
+        if self._scoring is not None:
+            with self._extra_pass(trainer, pl_module):
+                scores = faithfulness_scores(pl_module, images, result, **self._scoring).cpu()
         self._layers = result.layers or self._layers
         result = dataclasses.replace(result.cpu(), target=self._target_name())
-        claim_tags(trainer, self, [attribution_tag(result.layers, result.target, self.name)])
+        tags = [attribution_tag(result.layers, result.target, self.name)]
+        claim_tags(trainer, self, tags + ([] if scores is None else faithfulness_tags(scores.columns, self.name)))
         write_attributions(
             writer,
             result,
@@ -151,6 +169,7 @@ class AttributionMaps(RankZeroCallback):
             class_names=class_names_for(self.class_names, trainer, pl_module),
             to_rgb=self.to_rgb,
             indices=indices,
+            faithfulness=scores,
             name=self.name,
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pytorch_lightning as pl
 import torch
@@ -11,13 +11,15 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DistributedSampler, SequentialSampler
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.base import VizCallback, check_layer_names, check_positive, resolve_activation_layers
+from tb_viz_plugin.callbacks.base import VizCallback, check_layer_names, check_positive, misconfiguration
+from tb_viz_plugin.callbacks.base import resolve_activation_layers
 from tb_viz_plugin.callbacks.distributed import gather_shards
 from tb_viz_plugin.callbacks.probes import _split_sample, first_val_loader, validation_dataset
 from tb_viz_plugin.log import make_tag, write_top_activations
-from tb_viz_plugin.log.top_activations import KIND
+from tb_viz_plugin.log.top_activations import KIND, check_occlusion_options
 from tb_viz_plugin.methods import LayerGeometry, TopActivationTracker, UnitTopK, Units, check_units, measure_layer
 from tb_viz_plugin.methods import merge_top_k
+from tb_viz_plugin.methods.attribution import top_k_occlusion
 
 if TYPE_CHECKING:
     from tb_viz_plugin.render import ToRGB
@@ -66,13 +68,21 @@ class TopActivations(VizCallback):
         every_n_epochs: track every n-th epoch.
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising);
             ``None`` = min-max per patch. Must be picklable (a module-level function) for DDP spawn.
+        unit_occlusion: also compute, on rank 0 at the end of each logged epoch, the empirical
+            receptive field of every logged patch (``methods.top_k_occlusion``, Zhou et al. 2015: an
+            occluder slides over the patch, the unit's drop is its discrepancy map; the view
+            overlays it with a toggle, and each layer's mean empirical size is shown next to the
+            theoretical one). ``True`` for the defaults (an 8 x 8 grid over each patch, all k ranks)
+            or a mapping of options: ``k`` (ranks per unit), ``window``, ``stride``, ``baseline``,
+            ``threshold``, ``max_memory_mb``. Costs units x k x grid positions forward passes up
+            to the layer per logged epoch.
         strict: re-raise errors instead of warning.
         name: appended to the tags, to tell this instance from another one on the same layers.
 
     Raises:
-        MisconfigurationException: bad arguments (here), or at ``setup`` a layer name that is not a
-            module of the model (the message lists the valid names) or a unit index past a
-            ``Conv2d``'s channels.
+        MisconfigurationException: bad arguments (here, e.g. an unknown ``unit_occlusion`` option),
+            or at ``setup`` a layer name that is not a module of the model (the message lists the
+            valid names) or a unit index past a ``Conv2d``'s channels.
 
     Example:
         >>> callback = TopActivations(layers=["layer3", "layer4"], units=8, k=9)
@@ -88,11 +98,15 @@ class TopActivations(VizCallback):
         k: int = 9,
         every_n_epochs: int = 1,
         to_rgb: Optional["ToRGB"] = None,
+        unit_occlusion: Union[bool, Mapping[str, Any]] = False,
         strict: bool = False,
         name: Optional[str] = None,
     ) -> None:
         super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
         check_positive("TopActivations", k=k)
+        with misconfiguration("TopActivations"):
+            self._occlusion = check_occlusion_options(unit_occlusion)
+        self.unit_occlusion = unit_occlusion
         if isinstance(units, int):
             check_positive("TopActivations", units=units)
         elif units is not None:
@@ -193,9 +207,16 @@ class TopActivations(VizCallback):
         if not trainer.is_global_zero:
             return
         writer = self._writer(trainer)
-        if writer is not None:
-            cpu = {layer: top.cpu() for layer, top in merged.items()}
-            write_top_activations(writer, cpu, trainer.global_step, to_rgb=self.to_rgb, sample_ids=kind, name=self.name)
+        if writer is None:
+            return
+        occlusion = None
+        if self._occlusion is not None:
+            with self._extra_pass(trainer, pl_module):
+                occlusion = {layer: top_k_occlusion(pl_module, top, **self._occlusion).cpu() for layer, top in merged.items()}
+        cpu = {layer: top.cpu() for layer, top in merged.items()}
+        write_top_activations(
+            writer, cpu, trainer.global_step, to_rgb=self.to_rgb, sample_ids=kind, occlusion=occlusion, name=self.name
+        )
 
     @staticmethod
     def _gather(trainer: "pl.Trainer", pl_module: "pl.LightningModule", results: Dict[str, UnitTopK]) -> Dict[str, UnitTopK]:

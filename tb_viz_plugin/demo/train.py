@@ -30,10 +30,11 @@ def demo_callbacks() -> list[pl.Callback]:
     return [
         FilterGrid(layers=[FIRST_CONV, DEEP_CONV]),
         ActivationMaps(layers=["features.2", "features.6"], num_images=4, units=8, to_rgb=denormalize),
-        TopActivations(layers=["features.10", CAM_LAYER], units=8, k=8, to_rgb=denormalize),
+        TopActivations(layers=["features.10", CAM_LAYER], units=8, k=8, to_rgb=denormalize, unit_occlusion={"k": 1}),
         AttributionMaps(
-            methods=["cam", "grad_cam", "grad_cam_plus_plus", "guided_grad_cam", "saliency", "occlusion"],
-            layers=CAM_LAYER, num_images=6, class_names=CLASS_NAMES, to_rgb=denormalize,
+            methods=["cam", "grad_cam", "grad_cam_plus_plus", "guided_grad_cam", "saliency", "occlusion",
+                     "contrastive_excitation_backprop"],
+            layers=CAM_LAYER, num_images=6, class_names=CLASS_NAMES, to_rgb=denormalize, faithfulness={"steps": 8},
         ),  # fmt: skip
         Embeddings(num_samples=300, class_names=CLASS_NAMES, to_rgb=denormalize),
         ActivationMaximization(every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from tb_viz_plugin.log.core import make_tag, write_panel
-from tb_viz_plugin.methods.attribution import DEFAULT_METHODS, Attribution, Targets, attribute
+from tb_viz_plugin.methods.attribution import DEFAULT_METHODS, Attribution, Faithfulness, Targets, attribute
+from tb_viz_plugin.methods.attribution import faithfulness_scores
 from tb_viz_plugin.render import ToRGB
 from tb_viz_plugin.render import attributions as draw
 
@@ -27,6 +28,46 @@ def attribution_tag(layers: Sequence[str], target: str, name: Optional[str] = No
     return make_tag(KIND, "+".join(layers) or NO_LAYER, target, name=name)
 
 
+SCALARS = "tb_viz/faithfulness"
+"""Prefix of the faithfulness scalars (ordinary TensorBoard scalars, curves beside the loss)."""
+
+
+def faithfulness_tags(columns: Sequence[Tuple[str, Optional[str]]], name: Optional[str] = None) -> List[str]:
+    """The scalar tags of :func:`write_faithfulness`, in its order: per column then the random map, deletion then insertion.
+
+    ``tb_viz/faithfulness/<method>/<score>[/<name>]``; ``<method>@<layer>`` when a method has maps at
+    more than one layer; ``random`` for the baseline.
+
+    Example:
+        >>> faithfulness_tags([("grad_cam", "layer4"), ("saliency", None)])[:2], faithfulness_tags([("saliency", None)], "b")[-1]
+        (['tb_viz/faithfulness/grad_cam/deletion', 'tb_viz/faithfulness/grad_cam/insertion'], 'tb_viz/faithfulness/random/insertion/b')
+    """
+    methods = [method for method, _ in columns]
+    keys = [f"{m}@{layer}" if methods.count(m) > 1 and layer else m for m, layer in columns] + ["random"]
+    suffix = "" if name is None else f"/{name}"
+    return [f"{SCALARS}/{key}/{score}{suffix}" for key in keys for score in ("deletion", "insertion")]
+
+
+def write_faithfulness(writer: Any, faithfulness: Faithfulness, step: int, *, name: Optional[str] = None) -> List[str]:
+    """Write the mean deletion and insertion AUC of every method (and of a random map) as TensorBoard scalars.
+
+    Args:
+        writer: a ``torch.utils.tensorboard.SummaryWriter``.
+        faithfulness: what ``methods.faithfulness_scores`` returned.
+        step: the global step.
+        name: appended to every tag (see :func:`faithfulness_tags`).
+
+    Returns:
+        The scalar tags written.
+    """
+    tags = faithfulness_tags(faithfulness.columns, name)
+    pairs = [*zip(faithfulness.deletion, faithfulness.insertion), (faithfulness.random_deletion, faithfulness.random_insertion)]
+    values = [float(scores.float().mean()) for pair in pairs for scores in pair]
+    for tag, value in zip(tags, values):
+        writer.add_scalar(tag, value, step)
+    return tags
+
+
 def write_attributions(
     writer: Any,
     attribution: Attribution,
@@ -37,6 +78,7 @@ def write_attributions(
     class_names: Optional[Sequence[str]] = None,
     to_rgb: Optional[ToRGB] = None,
     indices: Optional[Sequence[int]] = None,
+    faithfulness: Optional[Faithfulness] = None,
     name: Optional[str] = None,
 ) -> str:
     """Write the maps of ``methods.attribute`` and their images (tag :func:`attribution_tag`).
@@ -56,13 +98,16 @@ def write_attributions(
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` for display (e.g.
             un-normalising); default min-max per image.
         indices: dataset indices of the images, shown in captions; default 0..N-1.
+        faithfulness: ``methods.faithfulness_scores`` of these maps: shown per column in the view
+            and written as scalars too (:func:`write_faithfulness`).
         name: appended to the tag (tells two instances of the view apart).
 
     Returns:
         The tag written.
 
     Raises:
-        ValueError: ``images``, ``labels`` or ``indices`` do not match the maps' batch size.
+        ValueError: ``images``, ``labels`` or ``indices`` do not match the maps' batch size, or
+            ``faithfulness`` scores other maps.
 
     Example:
         >>> import tempfile
@@ -74,8 +119,13 @@ def write_attributions(
         ...     write_attributions(writer, result, images, step=0, class_names=["cat", "dog"])
         'attributions/1/predicted'
     """
-    panel = draw.panel(attribution, images, labels=labels, class_names=class_names, to_rgb=to_rgb, indices=indices)
-    return write_panel(writer, attribution_tag(attribution.layers, attribution.target, name), KIND, panel, step)
+    panel = draw.panel(
+        attribution, images, labels=labels, class_names=class_names, to_rgb=to_rgb, indices=indices, faithfulness=faithfulness
+    )
+    tag = write_panel(writer, attribution_tag(attribution.layers, attribution.target, name), KIND, panel, step)
+    if faithfulness is not None:
+        write_faithfulness(writer, faithfulness, step, name=name)
+    return tag
 
 
 def log_attributions(
@@ -92,6 +142,7 @@ def log_attributions(
     class_names: Optional[Sequence[str]] = None,
     to_rgb: Optional[ToRGB] = None,
     indices: Optional[Sequence[int]] = None,
+    faithfulness: Union[bool, Mapping[str, Any]] = False,
     name: Optional[str] = None,
 ) -> str:
     """Compute attribution maps of ``images`` (``methods.attribute``) and write them (see :func:`write_attributions`).
@@ -109,6 +160,8 @@ def log_attributions(
         class_names: names of the classes; default ``"class 3"``.
         to_rgb: inputs -> RGB in ``[0, 1]``; default min-max per image.
         indices: dataset indices of the images; default 0..N-1.
+        faithfulness: ``True`` or options of ``methods.faithfulness_scores`` (``steps``, ``seed``,
+            ``max_memory_mb``): deletion / insertion scores per method, also as scalars.
         name: appended to the tag (tells two instances of the view apart).
 
     Returns:
@@ -125,9 +178,38 @@ def log_attributions(
         ...     log_attributions(writer, net, torch.randn(2, 3, 16, 16), step=0, methods=["grad_cam", "occlusion"])
         'attributions/1/predicted'
     """
-    result = attribute(model, images, methods, targets, layers, options).cpu()
+    scoring = check_faithfulness_options(faithfulness)
+    result = attribute(model, images, methods, targets, layers, options)
+    scores = None if scoring is None else faithfulness_scores(model, images, result, **scoring).cpu()
     cpu_labels = None if labels is None else labels.detach().cpu()
     return write_attributions(
-        writer, result, images.detach().cpu(), step, labels=cpu_labels, class_names=class_names, to_rgb=to_rgb,
-        indices=indices, name=name,
+        writer, result.cpu(), images.detach().cpu(), step, labels=cpu_labels, class_names=class_names, to_rgb=to_rgb,
+        indices=indices, faithfulness=scores, name=name,
     )  # fmt: skip
+
+
+FAITHFULNESS_OPTIONS = ("steps", "seed", "max_memory_mb")
+"""Options of ``faithfulness=`` (those of ``methods.faithfulness_scores``)."""
+
+
+def check_faithfulness_options(faithfulness: Union[bool, Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """``None`` (off) or the options of ``methods.faithfulness_scores`` that ``faithfulness=`` asks for.
+
+    Raises:
+        ValueError: neither a bool nor a mapping, an unknown option, or ``steps`` not a positive int.
+
+    Example:
+        >>> check_faithfulness_options(False), check_faithfulness_options(True), check_faithfulness_options({"steps": 8})
+        (None, {}, {'steps': 8})
+    """
+    if isinstance(faithfulness, bool):
+        return {} if faithfulness else None
+    if not isinstance(faithfulness, Mapping):
+        raise ValueError(f"faithfulness must be a bool or a mapping of options, got {faithfulness!r}")
+    unknown = sorted(set(faithfulness) - set(FAITHFULNESS_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown faithfulness options {unknown}; the options are {list(FAITHFULNESS_OPTIONS)}")
+    steps = faithfulness.get("steps", 16)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"faithfulness steps must be a positive int, got {steps!r}")
+    return dict(faithfulness)

@@ -35,7 +35,8 @@ from tb_viz_plugin.methods.activations import (
     check_units,
     select_units,
 )
-from tb_viz_plugin.methods.receptive_field import LayerGeometry, ReceptiveField, measure_layer, receptive_field
+from tb_viz_plugin.methods.receptive_field import LayerGeometry, ReceptiveField, compare_empirical, measure_layer
+from tb_viz_plugin.methods.receptive_field import receptive_field
 from tb_viz_plugin.methods.top_k import RunningTopK, UnitTopK, merge_top_k
 from tb_viz_plugin.methods.tracking import TopActivationTracker, top_activations
 from tb_viz_plugin.methods import optvis
@@ -121,6 +122,7 @@ __all__ = [
     "preserved_training_flags",
     "procrustes_align",
     "receptive_field",
+    "compare_empirical",
     "resolve_layers",
     "saliency",
     "select_units",

@@ -73,8 +73,12 @@ class ImagePool:
 
     def stack(self, ids: torch.Tensor, shape: Sequence[int], device: torch.device) -> torch.Tensor:
         """``(M, C, H, W)`` images of ``ids`` ``(M,)``; zeros where an id is empty (``-1``)."""
+        wanted = ids.tolist()
+        if wanted and EMPTY_ID not in wanted:  # the usual case: one gather, no zero-filled buffer
+            slots = torch.tensor([self._rows[sample] for sample in wanted], device=self._storage.device)
+            return self._storage.index_select(0, slots).to(device)
         out = torch.zeros((len(ids), *shape), device=device)
-        rows = [(row, self._rows[sample]) for row, sample in enumerate(ids.tolist()) if sample != EMPTY_ID]
+        rows = [(row, self._rows[sample]) for row, sample in enumerate(wanted) if sample != EMPTY_ID]
         if rows:
             index = torch.tensor([row for row, _ in rows], device=device)
             slots = torch.tensor([slot for _, slot in rows], device=self._storage.device)

@@ -7,7 +7,7 @@ layer types), so residual blocks, dilations and poolings of any kind are handled
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -179,3 +179,36 @@ def receptive_field(model: nn.Module, layer: str, input_shape: Sequence[int]) ->
     """
     return measure_layer(model, layer, input_shape).rf
 
+
+
+def compare_empirical(rf: ReceptiveField, sizes: torch.Tensor) -> Dict[str, Any]:
+    """The mean empirical receptive-field size of a layer next to its theoretical one.
+
+    Args:
+        rf: the layer's (theoretical) receptive field.
+        sizes: ``(..., 2)`` empirical ``(height, width)`` per map (e.g. ``TopKOcclusion.sizes``), NaN
+            where a map has none; the mean is over the maps that have one.
+
+    Returns:
+        ``{"theoretical": [h, w], "empirical": [h, w] or None, "maps": n, "area_ratio": float or None,
+        "text": "empirical RF 9.5x8.0 px (mean of 12 maps) vs RF 20x20 px"}``.
+
+    Example:
+        >>> compare_empirical(ReceptiveField((20, 20), (4, 4), (-8, -8)), torch.tensor([[10.0, 8.0], [6.0, float("nan")]]))["text"]
+        'empirical RF 10.0x8.0 px (mean of 1 map) vs RF 20x20 px'
+    """
+    flat = sizes.detach().float().reshape(-1, 2).cpu()
+    known = flat[~flat.isnan().any(1)]
+    theoretical = [int(rf.size[0]), int(rf.size[1])]
+    if not len(known):
+        return {"theoretical": theoretical, "empirical": None, "maps": 0, "area_ratio": None,
+                "text": f"no empirical RF (occluding never lowered a unit) vs {rf.describe().split(',')[0]}"}  # fmt: skip
+    mean = [round(float(v), 2) for v in known.mean(0)]
+    count = len(known)
+    ratio = round(mean[0] * mean[1] / max(1, theoretical[0] * theoretical[1]), 4)
+    bound = "" if rf.complete else ">= "
+    text = (
+        f"empirical RF {mean[0]:.1f}x{mean[1]:.1f} px (mean of {count} map{'s' if count != 1 else ''}) "
+        f"vs RF {bound}{theoretical[0]}x{theoretical[1]} px"
+    )
+    return {"theoretical": theoretical, "empirical": mean, "maps": count, "area_ratio": ratio, "text": text}

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from tb_viz_plugin.methods.attribution import METHODS, Attribution
+from tb_viz_plugin.methods.attribution import METHODS, Attribution, Faithfulness
 from tb_viz_plugin.methods.classes import class_name
 from tb_viz_plugin.render import Panel, ToRGB, input_rgb, png_item, to_uint8
 
@@ -98,8 +98,13 @@ def panel(
     class_names: Optional[Sequence[str]] = None,
     to_rgb: Optional[ToRGB] = None,
     indices: Optional[Sequence[int]] = None,
+    faithfulness: Optional[Faithfulness] = None,
 ) -> Panel:
     """The step of an ``attributions`` tag: per image an RGB item then one grey item per map, and the meta.
+
+    With ``faithfulness`` (``methods.faithfulness_scores`` of these maps) each map item carries its
+    image's ``deletion`` and ``insertion`` AUC and the meta their means per column and those of a
+    random map (``faithfulness``).
 
     Args:
         attribution: what ``methods.attribute`` returned (``Attribution.cpu()``).
@@ -108,11 +113,14 @@ def panel(
         class_names: names of the classes (index -> name); default ``"class 3"``.
         to_rgb: inputs -> RGB in ``[0, 1]``; default min-max per image.
         indices: dataset indices of the images, shown in captions; default 0..N-1.
+        faithfulness: the maps' deletion / insertion scores, ``None`` for none.
 
     Raises:
-        ValueError: ``images``, ``labels`` or ``indices`` do not match the maps' batch size.
+        ValueError: ``images``, ``labels`` or ``indices`` do not match the maps' batch size, or
+            ``faithfulness`` scores other maps.
     """
     n = len(attribution.targets)
+    scores = _scores(attribution, faithfulness)
     for name, value in (("images", images), ("labels", labels), ("indices", indices)):
         if value is not None and len(value) != n:
             raise ValueError(f"{name} has {len(value)} entries but the maps explain {n} images")
@@ -124,8 +132,9 @@ def panel(
         items.append(png_item(pictures[r], _row_caption(row), role="image", row=r))
         for c, (entry, (grey, low, high)) in enumerate(zip(attribution.maps, levels)):
             caption = f"{entry.label} · #{row['index']} · raw {low[r]:.3g} to {high[r]:.3g}"
+            extra = {} if scores is None else {"deletion": scores[0][c][r], "insertion": scores[1][c][r]}
             items.append(
-                png_item(grey[r], caption, role="map", row=r, column=c, min=low[r], max=high[r], signed=entry.signed)
+                png_item(grey[r], caption, role="map", row=r, column=c, min=low[r], max=high[r], signed=entry.signed, **extra)
             )
     columns = [
         {"method": m.method, "title": METHODS[m.method].title, "layer": m.layer, "label": m.label, "signed": m.signed}
@@ -140,5 +149,41 @@ def panel(
         "class_names": None if class_names is None else [str(name) for name in class_names],
         "normalization": f"{UNSIGNED_NORMALIZATION}; {SIGNED_NORMALIZATION}",
     }
+    if faithfulness is not None:
+        meta["faithfulness"] = faithfulness_meta(faithfulness)
     methods = ", ".join(dict.fromkeys(METHODS[m.method].title for m in attribution.maps))
     return Panel(items, meta, f"{methods} for {n} images; target class: {attribution.target}")
+
+
+def _scores(attribution: Attribution, faithfulness: Optional[Faithfulness]) -> Optional[Tuple[list, list]]:
+    """Per column, per image: the deletion and the insertion scores (rounded), checked against the maps."""
+    if faithfulness is None:
+        return None
+    columns = [(m.method, m.layer) for m in attribution.maps]
+    if list(faithfulness.columns) != columns or faithfulness.deletion.shape != (len(columns), len(attribution.targets)):
+        raise ValueError(f"the faithfulness scores are of {faithfulness.columns}, the maps of {columns}")
+    return _rounded(faithfulness.deletion), _rounded(faithfulness.insertion)
+
+
+def _rounded(values: torch.Tensor) -> Any:
+    return [[round(float(v), 4) for v in row] for row in values.detach().float().cpu().tolist()]
+
+
+def faithfulness_meta(faithfulness: Faithfulness) -> Dict[str, Any]:
+    """The ``faithfulness`` entry of the meta: means over the images per column and of the random map.
+
+    Example:
+        >>> from tb_viz_plugin.methods.attribution import Faithfulness
+        >>> f = Faithfulness([("saliency", None)], torch.tensor([[0.2, 0.4]]), torch.tensor([[0.6, 0.8]]),
+        ...                  torch.tensor([0.5, 0.5]), torch.tensor([0.4, 0.4]), steps=16)
+        >>> faithfulness_meta(f)["columns"], faithfulness_meta(f)["random"]
+        ([{'deletion': 0.3, 'insertion': 0.7}], {'deletion': 0.5, 'insertion': 0.4})
+    """
+    mean = lambda values: round(float(values.detach().float().mean()), 4)  # noqa: E731
+    return {
+        "steps": faithfulness.steps,
+        "deletion": "probability of the explained class as the most attributed pixels are set to 0; area, lower is better",
+        "insertion": "probability as they are put into a blurred copy; area, higher is better",
+        "columns": [{"deletion": mean(d), "insertion": mean(i)} for d, i in zip(faithfulness.deletion, faithfulness.insertion)],
+        "random": {"deletion": mean(faithfulness.random_deletion), "insertion": mean(faithfulness.random_insertion)},
+    }

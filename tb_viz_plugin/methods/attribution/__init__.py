@@ -32,8 +32,10 @@ from tb_viz_plugin.methods.attribution.excitation import (
     excitation_backprop,
 )
 from tb_viz_plugin.methods.attribution.faithfulness import (
+    Faithfulness,
     deletion_auc,
     deletion_curve,
+    faithfulness_scores,
     insertion_auc,
     insertion_curve,
     random_map,
@@ -43,7 +45,8 @@ from tb_viz_plugin.methods.attribution.registry import DEFAULT_METHODS, METHODS,
 from tb_viz_plugin.methods.attribution.result import Attribution, AttributionMap
 from tb_viz_plugin.methods.attribution.sanity import RandomisationCheck, model_randomisation, pointing_game, spearman
 from tb_viz_plugin.methods.attribution.targets import Targets, check_targets, describe_targets
-from tb_viz_plugin.methods.attribution.unit_occlusion import UnitOcclusion, empirical_rf_size, unit_occlusion
+from tb_viz_plugin.methods.attribution.unit_occlusion import TopKOcclusion, UnitOcclusion, empirical_rf_size, top_k_occlusion
+from tb_viz_plugin.methods.attribution.unit_occlusion import unit_occlusion
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -72,6 +75,8 @@ __all__ = [
     "contrastive_excitation_backprop",
     "excitation_backprop",
     "deletion_auc",
+    "Faithfulness",
+    "faithfulness_scores",
     "deletion_curve",
     "insertion_auc",
     "insertion_curve",
@@ -84,4 +89,6 @@ __all__ = [
     "UnitOcclusion",
     "empirical_rf_size",
     "unit_occlusion",
+    "top_k_occlusion",
+    "TopKOcclusion",
 ]

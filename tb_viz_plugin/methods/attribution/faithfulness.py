@@ -9,8 +9,10 @@ map (:func:`random_map`) gives the baseline score any map should beat.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Callable, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -282,3 +284,82 @@ def insertion_auc(
         torch.Size([2])
     """
     return auc(insertion_curve(model, images, maps, targets, steps=steps, baseline=baseline, score=score, max_memory_mb=max_memory_mb))
+
+
+@dataclass(frozen=True)
+class Faithfulness:
+    """What :func:`faithfulness_scores` returns: deletion and insertion scores of every map of an ``Attribution``.
+
+    Attributes:
+        columns: ``(method, layer)`` of each map, in the ``Attribution``'s order.
+        deletion: ``(M, N)`` float32 deletion AUC per map and image (lower is more faithful).
+        insertion: ``(M, N)`` float32 insertion AUC per map and image (higher is more faithful).
+        random_deletion: ``(N,)`` the scores of a random map (:func:`random_map`), the baseline.
+        random_insertion: ``(N,)``.
+        steps: points of each curve minus one.
+    """
+
+    columns: List[Tuple[str, Optional[str]]]
+    deletion: torch.Tensor
+    insertion: torch.Tensor
+    random_deletion: torch.Tensor
+    random_insertion: torch.Tensor
+    steps: int
+
+    def cpu(self) -> "Faithfulness":
+        """The same scores detached on the CPU."""
+        moved = {f: getattr(self, f).detach().cpu() for f in ("deletion", "insertion", "random_deletion", "random_insertion")}
+        return dataclasses.replace(self, **moved)
+
+
+def faithfulness_scores(
+    model: nn.Module,
+    images: torch.Tensor,
+    attribution: Any,
+    *,
+    steps: int = 16,
+    seed: int = 0,
+    max_memory_mb: float = 1024.0,
+) -> Faithfulness:
+    """Deletion and insertion AUC of every map of ``attribution`` (``methods.attribute``), and of a random map.
+
+    Each map is scored for the class it explains (``attribution.targets``); the maps of all methods
+    and the random baseline go through :func:`deletion_auc` (pixels to 0) and :func:`insertion_auc`
+    (pixels into a blurred copy) as one batch each.
+
+    Args:
+        model: the network the maps explain.
+        images: ``(N, C, H, W)`` the images they explain, on the model's device.
+        attribution: what ``attribute(model, images, ...)`` returned.
+        steps: points per curve minus one.
+        seed: seed of the random map.
+        max_memory_mb: memory budget of one chunk of perturbed images.
+
+    Returns:
+        A :class:`Faithfulness`.
+
+    Example:
+        >>> from tb_viz_plugin.methods.attribution import attribute
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+        >>> x = torch.rand(2, 3, 8, 8)
+        >>> scores = faithfulness_scores(net, x, attribute(net, x, ["grad_cam", "saliency"]), steps=4)
+        >>> scores.deletion.shape, scores.random_insertion.shape, [m for m, _ in scores.columns]
+        (torch.Size([2, 2]), torch.Size([2]), ['grad_cam', 'saliency'])
+    """
+    n = images.shape[0]
+    device = images.device
+    maps = [entry.values.to(device).float() for entry in attribution.maps] + [random_map(images, seed)]
+    stacked = torch.cat(maps)  # ((M + 1) * N, H, W)
+    repeated = images.detach().repeat(len(maps), 1, 1, 1)
+    targets = attribution.targets.to(device).repeat(len(maps))
+    options = dict(steps=steps, max_memory_mb=max_memory_mb)
+    deletion = deletion_auc(model, repeated, stacked, targets, **options).view(len(maps), n)
+    insertion = insertion_auc(model, repeated, stacked, targets, **options).view(len(maps), n)
+    return Faithfulness(
+        columns=[(entry.method, entry.layer) for entry in attribution.maps],
+        deletion=deletion[:-1],
+        insertion=insertion[:-1],
+        random_deletion=deletion[-1],
+        random_insertion=insertion[-1],
+        steps=steps,
+    )

@@ -9,7 +9,7 @@ with a path to the unit, :func:`~tb_viz_plugin.methods.activations.measure_layer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
@@ -208,3 +208,133 @@ def empirical_rf_size(maps: torch.Tensor, threshold: float = 0.5) -> torch.Tenso
         sizes.append(last - first + 1)
     size = torch.stack(sizes, -1)
     return torch.where((peak > 0)[..., None], size, torch.full_like(size, float("nan")))
+
+
+@dataclass(frozen=True)
+class TopKOcclusion:
+    """What :func:`top_k_occlusion` returns: each top-k entry's discrepancy map over its crop.
+
+    Attributes:
+        maps: ``(U, k, h, w)`` float32 discrepancy maps over the crops (zeros for empty entries).
+        sizes: ``(U, k, 2)`` float32 empirical receptive-field ``(height, width)`` in pixels
+            (:func:`empirical_rf_size`); NaN for empty entries and units that never dropped.
+        window: ``(h, w)`` of the occluder; stride: ``(rows, columns)`` between windows.
+        threshold: the fraction of each map's maximum that bounds the empirical field.
+    """
+
+    maps: torch.Tensor
+    sizes: torch.Tensor
+    window: Tuple[int, int]
+    stride: Tuple[int, int]
+    threshold: float = 0.5
+
+    def cpu(self) -> "TopKOcclusion":
+        """The same result with the tensors detached on the CPU (what the writers take)."""
+        return replace(self, maps=self.maps.detach().cpu(), sizes=self.sizes.detach().cpu())
+
+
+def _paste(fill: torch.Tensor, patches: torch.Tensor, origins: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Canvases ``(B, C, H, W)`` of ``fill`` with ``patches`` ``(B, C, h, w)`` at top-left ``origins`` ``(B, 2)``."""
+    count, channels, height, width = patches.shape
+    canvas = fill.to(patches.dtype).expand(count, channels, *size).clone()
+    rows = origins[:, 0, None] + torch.arange(height, device=patches.device)
+    cols = origins[:, 1, None] + torch.arange(width, device=patches.device)
+    entry = torch.arange(count, device=patches.device)[:, None, None]
+    canvas.permute(0, 2, 3, 1)[entry, rows[:, :, None], cols[:, None, :]] = patches.permute(0, 2, 3, 1)
+    return canvas
+
+
+def top_k_occlusion(
+    model: nn.Module,
+    top: Any,
+    *,
+    k: Optional[int] = None,
+    window: Optional[Union[int, Sequence[int]]] = None,
+    stride: Optional[Union[int, Sequence[int]]] = None,
+    baseline: float = 0.0,
+    threshold: float = 0.5,
+    max_memory_mb: float = 1024.0,
+) -> TopKOcclusion:
+    """Unit occlusion of a top-k (``methods.top_k.UnitTopK``): each unit's empirical receptive field on its top images.
+
+    Each entry's crop (the unit's theoretical receptive field, where the top-k found its maximum)
+    is put on a canvas of ``baseline`` values the size of the images, at the crop's place: the unit
+    reads only pixels of its receptive field, so its activation there is the one on the whole
+    image, and the crops are all the top-k keeps. The occluder then slides over the crop only, and
+    the unit is read at the top-k's position. All entries and window positions share batched
+    forward passes (chunks within ``max_memory_mb``), each stopped right after the layer; eval mode,
+    no gradients, every flag restored.
+
+    Args:
+        model: the network the top-k was streamed through.
+        top: a ``UnitTopK`` on the model's device.
+        k: the first ``k`` ranks of each unit (default all).
+        window: occluder size over the crop; default an eighth of the crop's sides (at least 1).
+        stride: default the window (an 8 x 8 grid of positions over the crop).
+        baseline: the occluder's value (and the canvas's), e.g. 0 = the mean of normalised inputs.
+        threshold: fraction of a map's maximum that bounds the empirical receptive field.
+        max_memory_mb: memory budget of one chunk of occluded images.
+
+    Returns:
+        A :class:`TopKOcclusion` with maps ``(U, k, h, w)`` and sizes ``(U, k, 2)``.
+
+    Raises:
+        ValueError: ``k < 1``, a window larger than the crop or a stride larger than the window.
+
+    Example:
+        >>> from tb_viz_plugin.methods import top_activations
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
+        >>> top = top_activations(net, [torch.rand(6, 3, 16, 16)], ["2"], units=2, k=3)["2"]
+        >>> result = top_k_occlusion(net, top, window=1)
+        >>> result.maps.shape, result.sizes.shape, top.geometry.crop_size
+        (torch.Size([2, 3, 5, 5]), torch.Size([2, 3, 2]), (5, 5))
+    """
+    geometry = top.geometry
+    count, ranks = top.values.shape
+    k = ranks if k is None else int(k)
+    if k < 1:
+        raise ValueError(f"unit occlusion needs k >= 1, got {k}")
+    k = min(k, ranks)
+    height, width = geometry.crop_size
+    wy, wx = _pair(window if window is not None else (max(1, -(-height // 8)), max(1, -(-width // 8))), "window")
+    sy, sx = _pair(stride if stride is not None else (wy, wx), "stride")
+    if wy > height or wx > width or sy > wy or sx > wx:
+        raise ValueError(
+            f"unit occlusion needs a window within the crop {(height, width)} and a stride within the window; "
+            f"got window {(wy, wx)}, stride {(sy, sx)}"
+        )
+    device = top.values.device
+    crops = top.crops[:, :k].flatten(0, 1)  # (M, C, h, w)
+    units = top.units.to(device).repeat_interleave(k)
+    positions = top.positions[:, :k].flatten(0, 1)
+    origins = geometry.crop_origins(positions)
+    valid = (top.sample_ids[:, :k].flatten() >= 0).nonzero().flatten()
+    rows, cols = _cover(height, wy, sy, device), _cover(width, wx, sx, device)
+    windows = (rows[:, None, :, None] * cols[None, :, None, :]).flatten(0, 1).bool()  # (P, h, w)
+    maps = torch.zeros(count * k, height, width, device=device)
+    with preserved_training_flags(model), torch.no_grad():
+        fill = torch.tensor(float(baseline), device=device)
+        chunk = chunk_size(model, crops[:1].new_zeros(1, crops.shape[1], *geometry.image_size), max_memory_mb)
+
+        def read(entry: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+            out = _layer_output(model, top.layer, _paste(fill, patches, origins[entry], geometry.image_size))
+            at = positions[entry]
+            return out[torch.arange(len(entry), device=device), units[entry], at[:, 0], at[:, 1]].float()
+
+        reference = torch.cat([read(part, crops[part]) for part in valid.split(chunk)]) if len(valid) else valid.float()
+        jobs, places = len(valid) * windows.shape[0], windows.shape[0]
+        drops = torch.empty(jobs, device=device)
+        for start in range(0, jobs, chunk):
+            job = torch.arange(start, min(start + chunk, jobs), device=device)
+            entry, place = valid[job // places], job % places
+            occluded = torch.where(windows[place][:, None], fill, crops[entry])
+            drops[start : start + len(job)] = reference[job // places] - read(entry, occluded)
+    covered = rows.sum(0)[:, None] * cols.sum(0)[None, :]
+    grid = drops.view(len(valid), rows.shape[0], cols.shape[0])
+    maps[valid] = torch.einsum("yh,nyx,xw->nhw", rows, grid, cols) / covered
+    sizes = empirical_rf_size(maps, threshold)
+    sizes[(top.sample_ids[:, :k].flatten() < 0)] = float("nan")
+    return TopKOcclusion(
+        maps=maps.view(count, k, height, width), sizes=sizes.view(count, k, 2), window=(wy, wx), stride=(sy, sx),
+        threshold=float(threshold),
+    )
