@@ -71,24 +71,54 @@ def _small(images: torch.Tensor) -> torch.Tensor:
     return F.interpolate(images.float(), size=size, mode="area")
 
 
-def merge_top_images(parts: Sequence[TopImages], k: int) -> TopImages:
-    """The top ``k`` per unit of several :class:`TopImages` (batches, DDP ranks): by value, then lower id.
-
-    A sample id present twice (DDP padding) counts once.
-    """
-    values = torch.cat([p.values for p in parts], dim=1)
-    ids = torch.cat([p.sample_ids for p in parts], dim=1)
+def _best(values: torch.Tensor, ids: torch.Tensor, k: int) -> torch.Tensor:
+    """``(U, k')`` columns of the best candidates per row: value descending, then lower id; a repeated id counts once."""
     order = ids.argsort(dim=1, stable=True)
     sorted_ids = ids.gather(1, order)
     repeated = torch.zeros_like(sorted_ids, dtype=torch.bool)
     repeated[:, 1:] = (sorted_ids[:, 1:] == sorted_ids[:, :-1]) & (sorted_ids[:, 1:] >= 0)
     keys = values.gather(1, order).nan_to_num(nan=-torch.inf).masked_fill(repeated | (sorted_ids < 0), -torch.inf)
-    best = order.gather(1, keys.argsort(dim=1, descending=True, stable=True)[:, :k])
-    images = torch.cat([p.images for p in parts], dim=1)
-    maps = torch.cat([p.maps for p in parts], dim=1)
+    return order.gather(1, keys.argsort(dim=1, descending=True, stable=True)[:, :k])
+
+
+def merge_top_images(parts: Sequence[TopImages], k: int) -> TopImages:
+    """The top ``k`` per unit of several :class:`TopImages` (DDP ranks): by value, then lower id.
+
+    A sample id present twice (DDP padding) counts once.
+    """
+    values = torch.cat([p.values for p in parts], dim=1)
+    ids = torch.cat([p.sample_ids for p in parts], dim=1)
+    best = _best(values, ids, k)
     rows = torch.arange(values.shape[0], device=values.device)[:, None]
-    kept_values = values[rows, best].masked_fill(ids[rows, best] < 0, -torch.inf)
-    return TopImages(kept_values, ids[rows, best], images[rows, best], maps[rows, best])
+    images = torch.cat([p.images for p in parts], dim=1)[rows, best]
+    maps = torch.cat([p.maps for p in parts], dim=1)[rows, best]
+    return TopImages(values[rows, best].masked_fill(ids[rows, best] < 0, -torch.inf), ids[rows, best], images, maps)
+
+
+def update_top_images(
+    current: Optional[TopImages], features: torch.Tensor, images: torch.Tensor, ids: torch.Tensor, k: int
+) -> TopImages:
+    """``current`` merged with one batch: ``features`` ``(N, U, h, w)``, ``images`` ``(N, C, H, W)``, ``ids`` ``(N,)``.
+
+    Only the kept entries are copied (no ``units x batch`` copy of the images).
+    """
+    count, units = features.shape[:2]
+    peaks = features.float().amax(dim=(2, 3)).T  # (U, N)
+    batch_ids = ids.to(features.device).long()[None].expand(units, -1)
+    kept = 0 if current is None else current.values.shape[1]
+    values = peaks if current is None else torch.cat([current.values, peaks], dim=1)
+    all_ids = batch_ids if current is None else torch.cat([current.sample_ids, batch_ids], dim=1)
+    best = _best(values, all_ids, k)
+    rows = torch.arange(units, device=features.device)[:, None]
+    sample = (best - kept).clamp(min=0)
+    small = _small(images.detach().to(features.device))
+    top_images, top_maps = small[sample], features.float()[sample, rows]
+    if current is not None:
+        old = best.clamp(max=kept - 1)
+        fresh = best >= kept
+        top_images = torch.where(fresh[..., None, None, None], top_images, current.images[rows, old])
+        top_maps = torch.where(fresh[..., None, None], top_maps, current.maps[rows, old])
+    return TopImages(values[rows, best], all_ids[rows, best], top_images, top_maps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,17 +255,7 @@ class DissectionTracker:
     def _keep_top(self, name: str, features: torch.Tensor, images: Optional[torch.Tensor], ids: Optional[torch.Tensor]) -> None:
         if images is None or ids is None:
             raise ValueError("top_k > 0 needs the batch's images and sample ids in update()")
-        units = features.shape[1]
-        peak = features.float().amax(dim=(2, 3)).T  # (U, N)
-        small = _small(images.detach().to(features.device))
-        batch = TopImages(
-            peak,
-            ids.to(features.device).long()[None].expand(units, -1),
-            small[None].expand(units, *small.shape),
-            features.float().transpose(0, 1),
-        )
-        current = self.top[name]
-        self.top[name] = merge_top_images([batch] if current is None else [current, batch], self.top_k)
+        self.top[name] = update_top_images(self.top[name], features, images, ids, self.top_k)
 
     def discard(self) -> None:
         """Forget the feature maps of forward passes since the last update (a batch not to count)."""
