@@ -9,11 +9,9 @@ import torch
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.base import VizCallback, check_layer_names, check_positive, misconfiguration
-from tb_viz_plugin.callbacks.base import resolve_activation_layers
+from tb_viz_plugin.callbacks.base import check_layer_names, check_positive, misconfiguration, resolve_activation_layers
 from tb_viz_plugin.callbacks.distributed import gather_shards
-from tb_viz_plugin.callbacks.probes import _split_sample
-from tb_viz_plugin.callbacks.top_activations import _dataset_order
+from tb_viz_plugin.callbacks.streaming import ValidationStream
 from tb_viz_plugin.log import make_tag
 from tb_viz_plugin.log.network_dissection import KIND, dissection_history, write_network_dissection
 from tb_viz_plugin.methods import ColorConcepts, Dissection, DissectionCounts, DissectionTracker, TopImages
@@ -27,7 +25,7 @@ BatchMasks = Callable[[Any, torch.Tensor], torch.Tensor]
 """The user's masks of a validation batch: ``(batch, sample_ids) -> (N, K, H, W)`` bool, with ``.names``."""
 
 
-class NetworkDissection(VizCallback):
+class NetworkDissection(ValidationStream):
     """Log network dissection (Bau et al. 2017) of layers at validation epoch ends: which units detect which concepts.
 
     Each unit's activation, thresholded at its top ``quantile`` over the validation set and upsampled
@@ -73,6 +71,8 @@ class NetworkDissection(VizCallback):
         >>> trainer = Trainer(logger=TensorBoardLogger("logs"), callbacks=[callback])  # doctest: +SKIP
     """
 
+    _what = "network dissection"
+
     def __init__(
         self,
         layers: Optional[Union[str, Sequence[str]]] = None,
@@ -115,9 +115,6 @@ class NetworkDissection(VizCallback):
         self.names = names
         self.quantile, self.iou_threshold, self.top_k, self.bins, self.to_rgb = quantile, iou_threshold, top_k, bins, to_rgb
         self._resolved: List[str] = []
-        self._tracker: Optional[DissectionTracker] = None
-        self._order: Optional[torch.Tensor] = None
-        self._streamed = 0
         self._history: Dict[str, List[Dict[str, Any]]] = {}
 
     @property
@@ -134,63 +131,25 @@ class NetworkDissection(VizCallback):
         self._resolved = resolve_activation_layers("NetworkDissection", pl_module, self.layers, None, deepest=True)
         super().setup(trainer, pl_module, stage)
 
-    # ------------------------------------------------------------------ streaming
+    # ------------------------------------------------------------------ streaming (see ValidationStream)
 
     @override
-    def on_validation_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        self._stop()
-        if self._should_log_epoch(trainer):
-            self._run_safely(trainer, "starting network dissection", lambda: self._start(trainer, pl_module))
-
-    def _start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        self._order, self._streamed = _dataset_order(trainer), 0
-        self._tracker = DissectionTracker(
+    def _start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> DissectionTracker:
+        return DissectionTracker(
             pl_module, self._resolved, self.names, self._categories, quantile=self.quantile, bins=self.bins, top_k=self.top_k
         )
 
     @override
-    def on_validation_batch_end(
-        self,
-        trainer: "pl.Trainer",
-        pl_module: "pl.LightningModule",
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self._tracker is None:
-            return
-        if dataloader_idx != 0:
-            self._tracker.discard()  # only the first validation loader is dissected
-            return
-        self._run_safely(trainer, "counting network dissection", lambda: self._update(trainer, batch))
-
-    def _update(self, trainer: "pl.Trainer", batch: Any) -> None:
-        try:
-            images, _ = _split_sample(batch)
-            count = images.shape[0]
-            if self._order is not None:
-                ids = self._order[self._streamed : self._streamed + count]
-            else:  # unknown order: the position in the rank's stream, interleaved over ranks
-                ids = (torch.arange(self._streamed, self._streamed + count) * trainer.world_size) + trainer.global_rank
-            ids = ids.to(images.device)
-            with torch.no_grad():
-                parts = [source(images) for source in self.concepts]
-                if self.masks is not None:
-                    parts.append(self.masks(batch, ids).to(images.device))
-                self._tracker.update(stack_masks(parts), images, ids)
-            self._streamed += count
-        except Exception:
-            self._stop()  # one warning, not one per batch
-            raise
+    def _feed(self, trainer: "pl.Trainer", tracker: DissectionTracker, batch: Any, images: torch.Tensor, ids: torch.Tensor) -> None:
+        with torch.no_grad():
+            parts = [source(images) for source in self.concepts]
+            if self.masks is not None:
+                parts.append(self.masks(batch, ids).to(images.device))
+            tracker.update(stack_masks(parts), images, ids)
 
     @override
-    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        tracker, self._tracker = self._tracker, None
-        if tracker is None:
-            return
-        tracker.remove()
-        self._run_safely(trainer, "logging network dissection", lambda: self._log(trainer, tracker))
+    def _finish(self, trainer: "pl.Trainer", tracker: DissectionTracker) -> None:
+        self._log(trainer, tracker)
 
     def _log(self, trainer: "pl.Trainer", tracker: DissectionTracker) -> None:
         if trainer.world_size > 1:
@@ -226,20 +185,6 @@ class NetworkDissection(VizCallback):
             if tracker.top.get(name) is not None:
                 parts = [TopImages(*(part[f"{name}/top/{field}"] for field in TopImages.FIELDS)) for part in shards]
                 tracker.top[name] = merge_top_images(parts, self.top_k)
-
-    def _stop(self) -> None:
-        """Remove the hooks and drop the running state (idempotent)."""
-        tracker, self._tracker = self._tracker, None
-        if tracker is not None:
-            tracker.remove()
-
-    @override
-    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
-        self._stop()
-
-    @override
-    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        self._stop()
 
     @override
     def state_dict(self) -> Dict[str, Any]:
