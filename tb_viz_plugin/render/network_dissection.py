@@ -86,7 +86,7 @@ def panel(
             "category": result.categories[best[unit]] if result.names else None,
             "label": result.label[unit],
             "iou": _number(result.iou[unit]),
-            "threshold": _number(result.threshold[unit]),
+            "threshold": float(result.threshold[unit]),  # a bin edge, exact in JSON
             "fraction": _number(result.fraction[unit]),
             "item": item_of.get(unit),
         }
