@@ -7,11 +7,16 @@ from torch import nn
 
 from tb_viz_plugin.demo.data import CLASS_NAMES, ShapesDataset
 from tb_viz_plugin.methods import ColorConcepts, DissectionCounts, DissectionTracker, color_concepts, dissect
+from tb_viz_plugin.methods.dissection_counts import upsample
 
 
 def exact_iou(features, masks, categories, threshold):
-    """Dense reference: every upsampled map kept; IoU of ``map >= threshold`` with each concept (partial-mask rule)."""
-    up = torch.cat([F.interpolate(f, size=masks.shape[2:], mode="bilinear", align_corners=False) for f in features.split(1)])
+    """Dense reference: every upsampled map kept; IoU of ``map >= threshold`` with each concept (partial-mask rule).
+
+    Up-sampled one image at a time with the method's own bilinear ``upsample`` (equal to
+    ``F.interpolate`` to 1e-6, checked below), so that the comparison is exact at the threshold.
+    """
+    up = torch.cat([upsample(f, masks.shape[2:]) for f in features.split(1)])
     active = (up.double() >= threshold.view(1, -1, 1, 1)).double()
     present = masks.flatten(2).any(2)
     annotated = torch.zeros_like(present)
@@ -40,6 +45,13 @@ def check_threshold(features, counts, threshold, fraction, quantile):
         exact = values[unit].quantile(1 - quantile)  # the exact quantile is within the bins next to the cut
         assert (edges[unit] <= exact).any() and abs(float(exact) - float(kth)) < 2 * float(width[unit]) + float(
             values[unit].sort().values.diff().max())
+
+
+def test_upsampling_is_bilinear_like_f_interpolate():
+    maps = torch.randn(3, 4, 7, 5, generator=torch.Generator().manual_seed(2))
+    for size in [(7, 5), (14, 10), (64, 64), (9, 11)]:
+        expected = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(upsample(maps, size), expected, atol=1e-5, rtol=1e-5)
 
 
 def _data(seed=0, n=40, units=5, concepts=4):

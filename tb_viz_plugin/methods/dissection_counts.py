@@ -15,7 +15,8 @@ Bins are exact: bin edges are integer multiples of a power of two, ``cell * 2**e
 value's bin is ``floor(value / 2**exponent)`` (exact in floating point), and two histograms of
 different widths merge exactly at the coarser width (DDP ranks, a range that grows). Bin 0 holds
 everything below the lowest edge. The lowest edge is set from the first batch, at its
-``1 - min(0.25, 50 * quantile)`` quantile, far below the top quantile; the range grows (bins merge
+``1 - min(0.25, 10 * quantile)`` quantile, well below the top quantile (just above it when
+many values equal it, as ReLU zeros do); the range grows (bins merge
 pairwise) when a later batch reaches above the top edge.
 """
 
@@ -64,6 +65,35 @@ def _remap(counts: torch.Tensor, low: torch.Tensor, exponent: torch.Tensor, new_
         raise RuntimeError("network dissection: a histogram range did not fit its bins (a bug)")
     index = index.view(index.shape + (1,) * (counts.dim() - 2)).expand_as(counts)
     return torch.zeros_like(counts).scatter_add_(1, index, counts)
+
+
+def _bilinear_matrix(source: int, target: int, device: torch.device) -> torch.Tensor:
+    """``(target, source)`` weights of 1-D bilinear resampling (``align_corners=False``, as ``F.interpolate``)."""
+    position = ((torch.arange(target, device=device, dtype=torch.float64) + 0.5) * source / target - 0.5).clamp(min=0)
+    low = position.floor().long().clamp(max=source - 1)
+    high = (low + 1).clamp(max=source - 1)
+    frac = (position - low).float()
+    weights = torch.zeros(target, source, device=device)
+    rows = torch.arange(target, device=device)
+    weights.index_put_((rows, low), 1 - frac, accumulate=True)
+    weights.index_put_((rows, high), frac, accumulate=True)
+    return weights
+
+
+def upsample(maps: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Bilinear up-sampling of ``(N, U, h, w)`` maps to ``size`` (``F.interpolate``'s, ``align_corners=False``).
+
+    Two small matrix products (separable weights), several times faster on CPU than
+    ``F.interpolate``; equal to it up to float rounding.
+
+    Example:
+        >>> maps = torch.rand(2, 3, 5, 7)
+        >>> torch.allclose(upsample(maps, (20, 28)), F.interpolate(maps, size=(20, 28), mode="bilinear"), atol=1e-6)
+        True
+    """
+    rows = _bilinear_matrix(maps.shape[2], size[0], maps.device)
+    cols = _bilinear_matrix(maps.shape[3], size[1], maps.device)
+    return torch.matmul(torch.matmul(rows, maps.float().contiguous()), cols.T)
 
 
 def _floor_div(cells: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -150,14 +180,16 @@ class DissectionCounts:
         if flat.shape[1] > _FIRST_SAMPLE:
             flat = flat[:, :: math.ceil(flat.shape[1] / _FIRST_SAMPLE)]
         flat = flat.nan_to_num(nan=0.0, posinf=torch.finfo(torch.float32).max, neginf=torch.finfo(torch.float32).min)
-        level = 1.0 - min(0.25, 50 * self.quantile)
+        level = 1.0 - min(0.25, 10 * self.quantile)
         low = flat.kthvalue(max(1, min(flat.shape[1], int(level * flat.shape[1]))), dim=1).values
         high = flat.max(dim=1).values
         magnitude = torch.maximum(low.abs(), high.abs())
         span = torch.maximum(high - low, torch.maximum(magnitude * 1e-6, torch.full_like(high, 1e-12)))
         exponent = torch.ceil(torch.log2(span / (self.bins - 1))).long()
         self.exponent = exponent.to(self.exponent.device)
-        self.low = torch.floor(torch.ldexp(low, -exponent.float())).long().to(self.low.device)
+        cells = torch.floor(torch.ldexp(low, -exponent.float())).long()
+        atom = (flat == low[:, None]).float().mean(dim=1) > 0.01  # many equal values (ReLU zeros): below the lowest edge
+        self.low = (cells + atom.long()).to(self.low.device)
         self.started = True
 
     def _fit(self, top: torch.Tensor) -> None:
@@ -179,6 +211,23 @@ class DissectionCounts:
         per_category.index_add_(1, self.categories.to(masks.device), present.long())
         return per_category[:, self.categories.to(masks.device)] > 0
 
+    def _label_maps(self, masks: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Masks as label maps: per group of concepts that never overlap, ``(concept indices, (N*H*W,) label or -1)``.
+
+        A category whose concepts never share a pixel (colours, one object per pixel) is one
+        group; otherwise each of its concepts is a group of its own.
+        """
+        groups: List[Tuple[torch.Tensor, torch.Tensor]] = []
+        for category in self.categories.unique().tolist():
+            members = (self.categories == category).nonzero()[:, 0].to(masks.device)
+            sub = masks.index_select(1, members)  # (N, k, H, W)
+            if members.numel() == 1 or bool((sub.sum(dim=1) <= 1).all()):
+                label = torch.where(sub.any(dim=1), sub.float().argmax(dim=1), torch.full_like(sub[:, 0], -1, dtype=torch.long))
+                groups.append((members, label.flatten()))
+            else:
+                groups += [(members[i : i + 1], torch.where(sub[:, i], 0, -1).flatten()) for i in range(members.numel())]
+        return groups
+
     def update(self, features: torch.Tensor, masks: torch.Tensor) -> None:
         """Count one batch: ``features`` ``(N, U, h, w)``, ``masks`` ``(N, K, H, W)`` bool (the same images).
 
@@ -189,11 +238,11 @@ class DissectionCounts:
             raise ValueError(f"features must be (N, {self.units}, h, w), got {tuple(features.shape)}")
         if masks.dim() != 4 or masks.shape[:2] != (features.shape[0], self.concepts):
             raise ValueError(f"masks must be ({features.shape[0]}, {self.concepts}, H, W), got {tuple(masks.shape)}")
-        features = features.detach().float()
+        features = features.detach().float().nan_to_num(nan=-math.inf, posinf=torch.finfo(torch.float32).max)
         masks = masks.to(device=features.device, dtype=torch.bool)
         if not self.started:
             self._start(features)
-        self._fit(features.amax(dim=(0, 2, 3)).nan_to_num(nan=0.0))
+        self._fit(features.amax(dim=(0, 2, 3)))
         count, units = features.shape[:2]
         size = masks.shape[2:]
         bins = self.bins + 1
@@ -202,28 +251,37 @@ class DissectionCounts:
         self.features += torch.bincount((unit_ids.view(1, -1, 1, 1) * bins + cells).flatten(), minlength=units * bins).view(units, bins)
         annotated = self.annotated(masks)  # (N, K)
         everywhere = bool(annotated.all())
-        where = masks.nonzero(as_tuple=True)  # (n, k, y, x) of every mask pixel
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, count * size[0] * size[1]))
+        pixels = size[0] * size[1]
+        labels = self._label_maps(masks)  # per group of exclusive concepts: (concepts, (N * H * W) label or -1)
+        chunk = max(1, _CHUNK_ELEMENTS // max(1, count * pixels))
         for start in range(0, units, chunk):
             part = slice(start, min(units, start + chunk))
             width = part.stop - part.start
-            up = F.interpolate(features[:, part], size=size, mode="bilinear", align_corners=False)
-            up_cells = _cells(up, self.exponent[part], self.low[part], self.bins)  # (N, u, H, W)
-            local = torch.arange(width, device=features.device)
+            up = upsample(features[:, part], size)
+            # Only values at or above the lowest edge count (bin 0 never lies above a threshold):
+            # a few percent of the pixels, found densely, then counted sparsely.
+            scaled = torch.ldexp(up, -self.exponent[part].view(1, -1, 1, 1).float()).view(count, width, pixels)
+            del up
+            where = (scaled >= self.low[part].view(1, -1, 1).float()).view(-1).nonzero()[:, 0]
+            scaled = scaled.view(-1)
+            image, rest = where // (width * pixels), where % (width * pixels)
+            unit, pixel = rest // pixels, rest % pixels
+            cell = scaled[where].floor().clamp(max=float(2**62)).long() - self.low[part][unit] + 1
+            del scaled
+            index = unit * bins + cell.clamp(min=0, max=self.bins)
             if everywhere:
-                per_bin = torch.bincount((local.view(1, -1, 1, 1) * bins + up_cells).flatten(), minlength=width * bins)
-                self.area[part] += per_bin.view(width, bins, 1)
+                self.area[part] += torch.bincount(index, minlength=width * bins).view(width, bins, 1)
             else:
-                image_ids = torch.arange(count, device=features.device).view(-1, 1, 1, 1)
-                flat = ((image_ids * width + local.view(1, -1, 1, 1)) * bins + up_cells).flatten()
-                per_image = torch.bincount(flat, minlength=count * width * bins).view(count, width * bins)
-                self.area[part] += (per_image.T.double() @ annotated.double()).round().long().view(width, bins, -1)
-            if where[0].numel():
-                picked = up_cells[where[0], :, where[2], where[3]]  # (pixels, u)
-                flat = ((local.view(1, -1) * bins + picked) * self.concepts + where[1].view(-1, 1)).flatten()
-                self.intersection[part] += torch.bincount(flat, minlength=width * bins * self.concepts).view(
-                    width, bins, self.concepts
-                )
+                area = torch.zeros(width * bins, self.concepts, dtype=torch.long, device=features.device)
+                self.area[part] += area.index_add_(0, index, annotated[image].long()).view(width, bins, -1)
+            at = image * pixels + pixel  # the entries' pixels in the label maps
+            inter = torch.zeros(width * bins * self.concepts, dtype=torch.long, device=features.device)
+            for concepts, label in labels:
+                found = label[at]
+                hit = found >= 0
+                codes = index[hit] * self.concepts + concepts[found[hit]]
+                inter += torch.bincount(codes, minlength=inter.numel())
+            self.intersection[part] += inter.view(width, bins, self.concepts)
         self.mask_area += masks.sum(dim=(0, 2, 3))
         self.positions += count * features.shape[2] * features.shape[3]
         self.images += count
