@@ -137,11 +137,11 @@ class DissectionCounts:
         device: where the counts live (the activations' device).
 
     Example:
-        >>> counts = DissectionCounts(units=2, concepts=1, categories=torch.zeros(1, dtype=torch.long))
+        >>> counts = DissectionCounts(units=2, concepts=1, categories=torch.zeros(1, dtype=torch.long), quantile=0.125)
         >>> features = torch.arange(32.0).view(1, 2, 4, 4)
         >>> masks = torch.zeros(1, 1, 8, 8, dtype=torch.bool); masks[..., 6:, 6:] = True
         >>> counts.update(features, masks)
-        >>> threshold, iou, fraction = counts.read(quantile=0.125)
+        >>> threshold, iou, fraction = counts.read()
         >>> threshold.tolist(), [round(v, 3) for v in iou[:, 0].tolist()]
         ([14.0, 30.0], [0.6, 0.6])
     """
