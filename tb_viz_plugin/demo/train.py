@@ -13,17 +13,24 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from tb_viz_plugin.demo.data import denormalize, make_splits
+from tb_viz_plugin.demo.data import ShapesDataset, denormalize, make_splits
 from tb_viz_plugin.demo.model import CAM_LAYER, DEEP_CONV, FIRST_CONV, ShapesModule
 
 
-def demo_callbacks() -> list[pl.Callback]:
+DISSECTION_MASKS = 16
+"""Side of the concept masks network dissection scores the demo's 8x8 ``features`` maps against (upsampled 2x)."""
+
+
+def demo_callbacks(val_set: ShapesDataset | None = None) -> list[pl.Callback]:
     """Every tb-viz visualization callback the demo uses (the one place to add new ones).
 
-    Layer names are resolved against ``ShapesModule``, which holds the CNN as ``model``.
+    Layer names are resolved against ``ShapesModule``, which holds the CNN as ``model``. With the
+    validation set, network dissection also scores units against its shape masks (else colours only).
     """
     from tb_viz_plugin.callbacks import ActivationMaps, AttributionMaps, Embeddings, FilterGrid, TopActivations
-    from tb_viz_plugin.callbacks import ActivationMaximization, DeepDream
+    from tb_viz_plugin.callbacks import ActivationMaximization, DeepDream, NetworkDissection
+    from tb_viz_plugin.demo.concepts import ShapeMasks
+    from tb_viz_plugin.methods import ColorConcepts
     from tb_viz_plugin.demo.data import CLASS_NAMES, MEAN, STD
 
     return [
@@ -37,6 +44,10 @@ def demo_callbacks() -> list[pl.Callback]:
         Embeddings(num_samples=300, class_names=CLASS_NAMES, to_rgb=denormalize),
         ActivationMaximization(every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
         DeepDream("features.10", num_images=4, every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
+        NetworkDissection(
+            layers=CAM_LAYER, concepts=[ColorConcepts(to_rgb=denormalize, size=(DISSECTION_MASKS,) * 2)],
+            masks=ShapeMasks(val_set, size=DISSECTION_MASKS) if val_set is not None else None, to_rgb=denormalize,
+        ),  # fmt: skip
     ]
 
 
@@ -78,7 +89,7 @@ def train(
         max_epochs=epochs,
         deterministic=True,
         logger=logger,
-        callbacks=[*(demo_callbacks() if callbacks else []), *extra_callbacks],
+        callbacks=[*(demo_callbacks(val_set) if callbacks else []), *extra_callbacks],
         enable_checkpointing=False,
         enable_progress_bar=False,
         log_every_n_steps=10,
