@@ -7,7 +7,7 @@ from torch import nn
 
 from tb_viz_plugin.demo.data import CLASS_NAMES, ShapesDataset
 from tb_viz_plugin.methods import ColorConcepts, DissectionCounts, DissectionTracker, color_concepts, dissect
-from tb_viz_plugin.methods.upsampling import pixels_at_or_above, upsample
+from tb_viz_plugin.methods.dissection_counts import upsample
 
 
 def exact_iou(features, masks, categories, threshold):
@@ -52,20 +52,6 @@ def test_upsampling_is_bilinear_like_f_interpolate():
     for size in [(7, 5), (14, 10), (64, 64), (9, 11)]:
         expected = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
         torch.testing.assert_close(upsample(maps, size), expected, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("shape,size", [((3, 4, 7, 5), (14, 10)), ((2, 3, 8, 8), (64, 64)), ((2, 2, 1, 6), (3, 13))])
-def test_sparse_upsampling_finds_exactly_the_dense_pixels(shape, size):
-    maps = torch.randn(*shape, generator=torch.Generator().manual_seed(3)).relu()
-    scale = torch.ldexp(torch.ones(shape[1]), torch.tensor([2.0, -3.0, 5.0, 0.0])[: shape[1]])
-    dense = upsample(maps, size) * scale.view(1, -1, 1, 1)
-    level = dense.flatten(2).quantile(0.9, dim=2).mean(0)  # about 10% of the pixels
-    image, unit, pixel, value = pixels_at_or_above(maps, size, scale, level)
-    expected = (dense >= level.view(1, -1, 1, 1)).flatten(2).nonzero()
-    got = torch.stack([image, unit, pixel], 1)
-    order = (got[:, 0] * shape[1] + got[:, 1]) * size[0] * size[1] + got[:, 2]
-    assert torch.equal(got[order.argsort()], expected)
-    assert torch.equal(value[order.argsort()], dense.flatten(2)[expected[:, 0], expected[:, 1], expected[:, 2]])
 
 
 def _data(seed=0, n=40, units=5, concepts=4):

@@ -26,11 +26,10 @@ import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 
-from tb_viz_plugin.methods.upsampling import pixels_at_or_above
-
-_CHUNK_ELEMENTS = 1 << 23
-"""Up-sampled activation values handled at once, before skipping (bounds the memory of one update)."""
+_CHUNK_ELEMENTS = 1 << 22
+"""Upsampled activation values binned at once (bounds the memory of one update)."""
 
 _FIRST_SAMPLE = 1 << 16
 """Feature values per unit of the first batch used to place the lowest bin edge."""
@@ -66,6 +65,35 @@ def _remap(counts: torch.Tensor, low: torch.Tensor, exponent: torch.Tensor, new_
         raise RuntimeError("network dissection: a histogram range did not fit its bins (a bug)")
     index = index.view(index.shape + (1,) * (counts.dim() - 2)).expand_as(counts)
     return torch.zeros_like(counts).scatter_add_(1, index, counts)
+
+
+def _bilinear_matrix(source: int, target: int, device: torch.device) -> torch.Tensor:
+    """``(target, source)`` weights of 1-D bilinear resampling (``align_corners=False``, as ``F.interpolate``)."""
+    position = ((torch.arange(target, device=device, dtype=torch.float64) + 0.5) * source / target - 0.5).clamp(min=0)
+    low = position.floor().long().clamp(max=source - 1)
+    high = (low + 1).clamp(max=source - 1)
+    frac = (position - low).float()
+    weights = torch.zeros(target, source, device=device)
+    rows = torch.arange(target, device=device)
+    weights.index_put_((rows, low), 1 - frac, accumulate=True)
+    weights.index_put_((rows, high), frac, accumulate=True)
+    return weights
+
+
+def upsample(maps: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Bilinear up-sampling of ``(N, U, h, w)`` maps to ``size`` (``F.interpolate``'s, ``align_corners=False``).
+
+    Two small matrix products (separable weights), several times faster on CPU than
+    ``F.interpolate``; equal to it up to float rounding.
+
+    Example:
+        >>> maps = torch.rand(2, 3, 5, 7)
+        >>> torch.allclose(upsample(maps, (20, 28)), F.interpolate(maps, size=(20, 28), mode="bilinear"), atol=1e-6)
+        True
+    """
+    rows = _bilinear_matrix(maps.shape[2], size[0], maps.device)
+    cols = _bilinear_matrix(maps.shape[3], size[1], maps.device)
+    return torch.matmul(torch.matmul(rows, maps.float().contiguous()), cols.T)
 
 
 def _floor_div(cells: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -229,11 +257,17 @@ class DissectionCounts:
         for start in range(0, units, chunk):
             part = slice(start, min(units, start + chunk))
             width = part.stop - part.start
+            up = upsample(features[:, part], size)
             # Only values at or above the lowest edge count (bin 0 never lies above a threshold):
-            # a few percent of the pixels, up-sampled only where their sources can reach it.
-            scale = torch.ldexp(torch.ones(width, device=features.device), -self.exponent[part].float())
-            image, unit, pixel, scaled = pixels_at_or_above(features[:, part], size, scale, self.low[part].float())
-            cell = scaled.floor().clamp(max=float(2**62)).long() - self.low[part][unit] + 1
+            # a few percent of the pixels, found densely, then counted sparsely.
+            scaled = torch.ldexp(up, -self.exponent[part].view(1, -1, 1, 1).float()).view(count, width, pixels)
+            del up
+            where = (scaled >= self.low[part].view(1, -1, 1).float()).view(-1).nonzero()[:, 0]
+            scaled = scaled.view(-1)
+            image, rest = where // (width * pixels), where % (width * pixels)
+            unit, pixel = rest // pixels, rest % pixels
+            cell = scaled[where].floor().clamp(max=float(2**62)).long() - self.low[part][unit] + 1
+            del scaled
             index = unit * bins + cell.clamp(min=0, max=self.bins)
             if everywhere:
                 self.area[part] += torch.bincount(index, minlength=width * bins).view(width, bins, 1)
