@@ -15,8 +15,11 @@ images (at most ``top_k`` per unit, down-sampled). :func:`dissect` runs the pass
 How close the streamed threshold is: it is a bin edge, the k-th largest activation of the unit
 rounded down to its bin's lower edge (at most one bin width ``2**exponent`` below it), where k
 (``fraction * positions``) is the count nearest to ``quantile * positions`` that a bin edge can cut
-at. With 256 bins over the top quarter of a unit's range, a bin is at most 1/128 of that range.
-The IoU read off is exactly the IoU at that threshold (``>=``).
+at. The bins cover the unit's range above the first batch's ``1 - 10 * quantile`` quantile (the
+top 5% by default) up to its maximum, so with 256 bins one bin is at most 1/128 of that range (a
+range that grows later doubles the bin width). On the demo (1,200 images, 128 units) the share of
+activations at or above the streamed thresholds was 0.48%-0.52% for ``quantile=0.005``. The IoU
+read off is exactly the IoU at that threshold (``>=``).
 """
 
 from __future__ import annotations
