@@ -7,25 +7,17 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tb_viz_plugin.callbacks import NetworkDissection
 
+from tests.test_top_activations_ddp import SmallConvNet as TopKNet
+
 N_VAL = 28  # 14 per rank: no padded repeats, so both runs count the same pixels
 
 
-class SmallConvNet(pl.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, stride=2), nn.ReLU())
-
-    def forward(self, x):
-        return self.net(x)
-
-    def validation_step(self, batch, batch_idx):
-        self(batch[0])
+class SmallConvNet(TopKNet):
+    """TopActivations' DDP test network, on 28 images in [0, 1] (colours to find)."""
 
     def val_dataloader(self):
         return DataLoader(TensorDataset(_images(), torch.zeros(N_VAL, dtype=torch.long)), batch_size=4)
