@@ -166,3 +166,13 @@ def test_tracker_rejects_masks_that_do_not_match():
     assert not net[0]._forward_hooks
     with pytest.raises(ValueError, match="concept names are needed"):
         dissect(net, [(torch.rand(2, 3, 8, 8), torch.zeros(2, 2, 8, 8, dtype=torch.bool))], "0")
+
+
+def test_torchvision_model_with_random_weights():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None)
+    results = dissect(net, [torch.rand(2, 3, 64, 64) for _ in range(2)], ["layer3", "layer4"], quantile=0.05)
+    assert results["layer4"].iou_table.shape == (512, 11) and results["layer3"].iou.shape == (256,)
+    assert all(0 <= float(v) <= 1 for v in results["layer4"].iou) and results["layer4"].images == 4
+    assert net.training  # flags restored
