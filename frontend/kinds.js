@@ -10,6 +10,7 @@ import {createAttributionGrid} from "./kind_attributions.js";
 import {createEmbeddings} from "./kind_embeddings.js";
 import {createActivationMaximization} from "./kind_activation_maximization.js";
 import {createDeepDream} from "./kind_deepdream.js";
+import {createNetworkDissection} from "./kind_network_dissection.js";
 
 /** @type {!Map<string, function(!Object, function(!Object): string): !Node>} */
 const KIND_VIEWS = new Map([
@@ -20,6 +21,7 @@ const KIND_VIEWS = new Map([
   ["embeddings", createEmbeddings],
   ["activation_maximization", createActivationMaximization],
   ["deepdream", createDeepDream],
+  ["network_dissection", createNetworkDissection],
 ]);
 
 /**

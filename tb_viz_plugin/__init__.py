@@ -22,6 +22,7 @@ _LAZY = {name: "tb_viz_plugin.log" for name in (
     "log_embeddings",
     "log_activation_maximization",
     "log_deepdream",
+    "log_network_dissection",
     "write_filters",
     "write_activation_maps",
     "write_top_activations",
@@ -29,6 +30,7 @@ _LAZY = {name: "tb_viz_plugin.log" for name in (
     "write_embeddings",
     "write_activation_maximization",
     "write_deepdream",
+    "write_network_dissection",
 )}
 
 

@@ -35,6 +35,7 @@ KINDS = (
     "embeddings",
     "activation_maximization",
     "deepdream",
+    "network_dissection",
 )
 """Kinds known to this version. Readers show unknown kinds generically (images + captions)."""
 

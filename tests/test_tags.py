@@ -17,6 +17,7 @@ from tb_viz_plugin.callbacks import (
     DeepDream,
     Embeddings,
     FilterGrid,
+    NetworkDissection,
     TopActivations,
 )
 
@@ -60,6 +61,11 @@ SAME_WHAT = {
         lambda **kw: DeepDream("net.0.2", **DREAM, **kw), lambda **kw: DeepDream("net.0.2", indices=[5], octaves=1, steps=1, **kw),
         "deepdream/net.0.2",
     ),
+    "NetworkDissection": (
+        lambda **kw: NetworkDissection(layers="net.0.3", top_k=1, **kw),
+        lambda **kw: NetworkDissection(layers="net.0.3", quantile=0.01, top_k=1, **kw),
+        "network_dissection/net.0.3",
+    ),
 }
 
 
@@ -76,7 +82,7 @@ def test_two_instances_on_the_same_tag_are_refused_at_setup_naming_both(tmp_path
 
 
 def test_two_of_each_callback_in_one_trainer_write_distinct_tags(tmp_path):
-    """Fourteen callbacks: the second of each differs in its ``<what>`` (layer, target, group) or has a name."""
+    """Sixteen callbacks: the second of each differs in its ``<what>`` (layer, target, group) or has a name."""
     callbacks = []
     for make_first, make_second, _ in SAME_WHAT.values():
         callbacks += [make_first(strict=True), make_second(strict=True, name="second")]

@@ -18,6 +18,7 @@ from tb_viz_plugin.callbacks.attributions import AttributionMaps
 from tb_viz_plugin.callbacks.activation_maps import ActivationMaps
 from tb_viz_plugin.callbacks.top_activations import TopActivations
 from tb_viz_plugin.callbacks.embeddings import Embeddings
+from tb_viz_plugin.callbacks.network_dissection import NetworkDissection
 
 __all__ = [
     "ActivationMaximization",
@@ -27,6 +28,7 @@ __all__ = [
     "TopActivations",
     "Embeddings",
     "FilterGrid",
+    "NetworkDissection",
     "RankZeroCallback",
     "VizCallback",
 ]

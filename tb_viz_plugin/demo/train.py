@@ -14,18 +14,26 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from tb_viz_plugin.demo.data import VAL_BATCH_SIZE, denormalize, make_splits
+from tb_viz_plugin.demo.data import VAL_BATCH_SIZE, ShapesDataset, denormalize, make_splits
 from tb_viz_plugin.demo.model import CAM_LAYER, DEEP_CONV, FIRST_CONV, ShapesModule
 
 
-def demo_callbacks() -> list[pl.Callback]:
+DISSECTION_MASKS = 16
+"""Side of the concept masks network dissection scores the demo's 8x8 ``features`` maps against (upsampled 2x)."""
+
+
+def demo_callbacks(val_set: ShapesDataset | None = None) -> list[pl.Callback]:
     """Every tb-viz visualization callback the demo uses (the one place to add new ones).
 
-    Layer names are resolved against ``ShapesModule``, which holds the CNN as ``model``.
+    Layer names are resolved against ``ShapesModule``, which holds the CNN as ``model``. Network
+    dissection scores units against colours and the shape masks of ``val_set`` (by default the
+    validation set of ``tb_viz_plugin.demo.data.val_loader()``, the one ``tb-viz backfill`` replays).
     """
     from tb_viz_plugin.callbacks import ActivationMaps, AttributionMaps, Embeddings, FilterGrid, TopActivations
-    from tb_viz_plugin.callbacks import ActivationMaximization, DeepDream
-    from tb_viz_plugin.demo.data import CLASS_NAMES, MEAN, STD
+    from tb_viz_plugin.callbacks import ActivationMaximization, DeepDream, NetworkDissection
+    from tb_viz_plugin.demo.concepts import ShapeMasks
+    from tb_viz_plugin.methods import ColorConcepts
+    from tb_viz_plugin.demo.data import CLASS_NAMES, MEAN, STD, val_loader
 
     return [
         FilterGrid(layers=[FIRST_CONV, DEEP_CONV]),
@@ -39,6 +47,11 @@ def demo_callbacks() -> list[pl.Callback]:
         Embeddings(num_samples=300, class_names=CLASS_NAMES, to_rgb=denormalize),
         ActivationMaximization(every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
         DeepDream("features.10", num_images=4, every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
+        NetworkDissection(
+            layers=CAM_LAYER, concepts=[ColorConcepts(to_rgb=denormalize, size=(DISSECTION_MASKS,) * 2)],
+            masks=ShapeMasks(val_set if val_set is not None else val_loader().dataset, size=DISSECTION_MASKS),
+            to_rgb=denormalize,
+        ),  # fmt: skip
     ]
 
 
@@ -90,7 +103,7 @@ def train(
         max_epochs=epochs,
         deterministic=True,
         logger=logger,
-        callbacks=[*(demo_callbacks() if callbacks else []), *extra_callbacks, epoch_checkpoints()],
+        callbacks=[*(demo_callbacks(val_set) if callbacks else []), *extra_callbacks, epoch_checkpoints()],
         enable_progress_bar=False,
         log_every_n_steps=10,
         limit_train_batches=limit_train_batches,

@@ -14,6 +14,7 @@ from tb_viz_plugin.log.attributions import attribution_tag, log_attributions, wr
 from tb_viz_plugin.log.embeddings import log_embeddings, write_embeddings
 from tb_viz_plugin.log.activation_maximization import log_activation_maximization, write_activation_maximization
 from tb_viz_plugin.log.deepdream import log_deepdream, write_deepdream
+from tb_viz_plugin.log.network_dissection import log_network_dissection, write_network_dissection
 
 __all__ = [
     "attribution_tag",
@@ -23,6 +24,7 @@ __all__ = [
     "log_deepdream",
     "log_embeddings",
     "log_filters",
+    "log_network_dissection",
     "log_top_activations",
     "make_tag",
     "write_activation_maps",
@@ -32,6 +34,7 @@ __all__ = [
     "write_embeddings",
     "write_filters",
     "write_items",
+    "write_network_dissection",
     "write_panel",
     "write_top_activations",
 ]

@@ -13,6 +13,7 @@ One function per view computes what the view shows:
 | ``embeddings`` | :func:`extract_embeddings` (or :class:`EmbeddingCapture`), then :func:`embed` |
 | ``activation_maximization`` | :func:`activation_maximization` |
 | ``deepdream`` | :func:`dream` |
+| ``network_dissection`` | :func:`dissect` (or :class:`DissectionTracker` on someone else's passes) |
 """
 
 from tb_viz_plugin.methods.layers import (
@@ -57,6 +58,9 @@ from tb_viz_plugin.methods.attribution import (
     saliency,
     smooth_grad,
 )
+from tb_viz_plugin.methods.concepts import COLOR_NAMES, ColorConcepts, color_concepts
+from tb_viz_plugin.methods.dissection_counts import DissectionCounts
+from tb_viz_plugin.methods.dissection import Dissection, DissectionTracker, TopImages, dissect, merge_top_images
 from tb_viz_plugin.methods.embeddings import (
     EmbeddingCapture,
     EmbeddingMap,
@@ -73,6 +77,15 @@ from tb_viz_plugin.methods.embeddings import (
 
 __all__ = [
     "ATTRIBUTION_METHODS",
+    "COLOR_NAMES",
+    "ColorConcepts",
+    "Dissection",
+    "DissectionCounts",
+    "DissectionTracker",
+    "TopImages",
+    "color_concepts",
+    "dissect",
+    "merge_top_images",
     "Attribution",
     "CamHeadError",
     "Dream",
