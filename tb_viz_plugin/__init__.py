@@ -22,6 +22,8 @@ _LAZY = {name: "tb_viz_plugin.log" for name in (
     "log_embeddings",
     "log_activation_maximization",
     "log_deepdream",
+    "log_feature_inversion",
+    "log_neural_style",
     "write_filters",
     "write_activation_maps",
     "write_top_activations",
@@ -29,6 +31,8 @@ _LAZY = {name: "tb_viz_plugin.log" for name in (
     "write_embeddings",
     "write_activation_maximization",
     "write_deepdream",
+    "write_feature_inversion",
+    "write_neural_style",
 )}
 
 

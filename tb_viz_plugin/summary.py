@@ -35,6 +35,8 @@ KINDS = (
     "embeddings",
     "activation_maximization",
     "deepdream",
+    "feature_inversion",
+    "neural_style",
 )
 """Kinds known to this version. Readers show unknown kinds generically (images + captions)."""
 
