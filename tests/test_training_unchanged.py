@@ -18,7 +18,9 @@ from tb_viz_plugin.callbacks import (
     AttributionMaps,
     DeepDream,
     Embeddings,
+    FeatureInversion,
     FilterGrid,
+    NeuralStyle,
     TopActivations,
 )
 
@@ -37,6 +39,8 @@ CALLBACKS = {
     "Embeddings": lambda: Embeddings(num_samples=8),
     "ActivationMaximization": lambda: ActivationMaximization(units={"net.0.2": [0, 11]}, steps=2, size=16),
     "DeepDream": lambda: DeepDream("net.0.2", num_images=2, octaves=2, steps=2),
+    "FeatureInversion": lambda: FeatureInversion(layers=["net.0.0", "net.0.3"], num_images=2, steps=2),
+    "NeuralStyle": lambda: NeuralStyle("net.0.2", ["net.0.1", "net.0.3"], num_images=2, steps=2),
 }
 CASES = [pytest.param([name], "32-true", id=name) for name in CALLBACKS]
 CASES.append(pytest.param(list(CALLBACKS), "bf16-mixed", id="all-bf16"))
@@ -152,7 +156,8 @@ def test_callbacks_hand_the_writers_detached_cpu_tensors(tmp_path, monkeypatch):
         "filter_grid": "write_filters", "activation_maps": "write_activation_maps",
         "top_activations": "write_top_activations", "attributions": "write_attributions",
         "embeddings": "write_embeddings", "activation_maximization": "write_activation_maximization",
-        "deepdream": "write_deepdream",
+        "deepdream": "write_deepdream", "feature_inversion": "write_feature_inversion",
+        "neural_style": "write_neural_style",
     }  # fmt: skip
     for module_name, function in modules.items():
         module = importlib.import_module(f"tb_viz_plugin.callbacks.{module_name}")

@@ -18,6 +18,8 @@ from tb_viz_plugin.callbacks.attributions import AttributionMaps
 from tb_viz_plugin.callbacks.activation_maps import ActivationMaps
 from tb_viz_plugin.callbacks.top_activations import TopActivations
 from tb_viz_plugin.callbacks.embeddings import Embeddings
+from tb_viz_plugin.callbacks.feature_inversion import FeatureInversion
+from tb_viz_plugin.callbacks.neural_style import NeuralStyle
 
 __all__ = [
     "ActivationMaximization",
@@ -26,7 +28,9 @@ __all__ = [
     "ActivationMaps",
     "TopActivations",
     "Embeddings",
+    "FeatureInversion",
     "FilterGrid",
+    "NeuralStyle",
     "RankZeroCallback",
     "VizCallback",
 ]
