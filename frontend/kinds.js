@@ -10,6 +10,8 @@ import {createAttributionGrid} from "./kind_attributions.js";
 import {createEmbeddings} from "./kind_embeddings.js";
 import {createActivationMaximization} from "./kind_activation_maximization.js";
 import {createDeepDream} from "./kind_deepdream.js";
+import {createFeatureInversion} from "./kind_feature_inversion.js";
+import {createNeuralStyle} from "./kind_neural_style.js";
 
 /** @type {!Map<string, function(!Object, function(!Object): string): !Node>} */
 const KIND_VIEWS = new Map([
@@ -20,6 +22,8 @@ const KIND_VIEWS = new Map([
   ["embeddings", createEmbeddings],
   ["activation_maximization", createActivationMaximization],
   ["deepdream", createDeepDream],
+  ["feature_inversion", createFeatureInversion],
+  ["neural_style", createNeuralStyle],
 ]);
 
 /**
