@@ -57,15 +57,24 @@ def full_names(model: nn.Module, layers: Union[str, Sequence[str]]) -> List[str]
     return paths
 
 
-def relative_distance(value: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+def squared_norm(values: torch.Tensor) -> torch.Tensor:
+    """``||v||²`` of each image's values, ``(N, ...)`` -> ``(N,)`` float32 (summed in place: no flattening copy)."""
+    return values.float().pow(2).sum(dim=tuple(range(1, values.dim())))
+
+
+def relative_distance(
+    value: torch.Tensor, target: torch.Tensor, norm: Optional[torch.Tensor] = None, eps: float = 1e-12
+) -> torch.Tensor:
     """``||value - target||² / ||target||²`` per image: ``(N, ...)`` -> ``(N,)`` float32.
+
+    ``norm``: ``squared_norm(target)`` when already known (the optimisation loops pass it once).
 
     Example:
         >>> relative_distance(torch.tensor([[1.0, 1.0]]), torch.tensor([[2.0, 0.0]]))
         tensor([0.5000])
     """
-    target = target.float().flatten(1)
-    return (value.float().flatten(1) - target).pow(2).sum(1) / target.pow(2).sum(1).clamp_min(eps)
+    norm = squared_norm(target) if norm is None else norm
+    return squared_norm(value.float() - target) / norm.clamp_min(eps)
 
 
 def capture(
@@ -162,9 +171,11 @@ class Inversion:
 def _feature_match(targets: Dict[str, torch.Tensor], layers: Sequence[str], n: int) -> Objective:
     """Row ``l * n + i``: the relative distance of ``layers[l]``'s output to image ``i``'s target."""
 
+    norms = {layer: squared_norm(target) for layer, target in targets.items()}
+
     def fn(acts: Activations) -> torch.Tensor:
-        parts = [relative_distance(acts[layer][k * n : (k + 1) * n], targets[layer]) for k, layer in enumerate(layers)]
-        return torch.cat(parts)
+        return torch.cat([relative_distance(acts[layer][k * n : (k + 1) * n], targets[layer], norms[layer])
+                          for k, layer in enumerate(layers)])  # fmt: skip
 
     return Objective(fn, "feature distance", layers, batch_size=n * len(layers))
 
