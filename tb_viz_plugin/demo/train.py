@@ -23,7 +23,7 @@ def demo_callbacks() -> list[pl.Callback]:
     Layer names are resolved against ``ShapesModule``, which holds the CNN as ``model``.
     """
     from tb_viz_plugin.callbacks import ActivationMaps, AttributionMaps, Embeddings, FilterGrid, TopActivations
-    from tb_viz_plugin.callbacks import ActivationMaximization, DeepDream
+    from tb_viz_plugin.callbacks import ActivationMaximization, DeepDream, FeatureInversion, NeuralStyle
     from tb_viz_plugin.demo.data import CLASS_NAMES, MEAN, STD
 
     return [
@@ -37,6 +37,10 @@ def demo_callbacks() -> list[pl.Callback]:
         Embeddings(num_samples=300, class_names=CLASS_NAMES, to_rgb=denormalize),
         ActivationMaximization(every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
         DeepDream("features.10", num_images=4, every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
+        FeatureInversion(layers=[FIRST_CONV, DEEP_CONV, "features.8", "features.12"], num_images=3, every_n_epochs=2,
+                         steps=100, class_names=CLASS_NAMES, mean=MEAN, std=STD),  # fmt: skip
+        NeuralStyle("features.10", ["features.2", "features.6", "features.10", "features.14"], num_images=3,
+                    every_n_epochs=2, steps=100, class_names=CLASS_NAMES, mean=MEAN, std=STD),  # fmt: skip
     ]
 
 
