@@ -83,7 +83,9 @@ class NeuralStyle(RankZeroCallback):
         super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name)
         check_positive("NeuralStyle", steps=steps)
         if content_layer is not None and (not isinstance(content_layer, str) or not content_layer):
-            raise MisconfigurationException(f"NeuralStyle: content_layer must be None or a module name, got {content_layer!r}")
+            raise MisconfigurationException(
+                f"NeuralStyle: content_layer must be None or a module name, got {content_layer!r}"
+            )
         if isinstance(style_weight, bool) or not isinstance(style_weight, (int, float)) or not style_weight > 0:
             raise MisconfigurationException(f"NeuralStyle: style_weight must be a positive number, got {style_weight!r}")
         if style_images is not None and (not isinstance(style_images, torch.Tensor) or style_images.dim() != 4):
@@ -122,7 +124,8 @@ class NeuralStyle(RankZeroCallback):
                                   class_names_for(self.class_names, trainer, pl_module))  # fmt: skip
         if self.style_images is None:
             style = images.roll(-1, 0)
-            captions = [f"{caption} in the style of {captions[(i + 1) % len(captions)]}" for i, caption in enumerate(captions)]
+            captions = [f"{caption} in the style of {captions[(i + 1) % len(captions)]}"
+                        for i, caption in enumerate(captions)]  # fmt: skip
         else:
             style = self.style_images.to(images.device, images.dtype)
         with self._extra_pass(trainer, pl_module, grad=True):

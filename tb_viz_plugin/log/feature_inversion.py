@@ -1,4 +1,4 @@
-"""The ``feature_inversion`` view: ``log_feature_inversion`` inverts images, ``write_feature_inversion`` writes an inversion."""
+"""The ``feature_inversion`` view: ``log_feature_inversion`` inverts and writes, ``write_feature_inversion`` writes."""
 
 from __future__ import annotations
 

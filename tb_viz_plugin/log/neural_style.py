@@ -23,7 +23,7 @@ def write_neural_style(
     captions: Optional[Sequence[str]] = None,
     name: Optional[str] = None,
 ) -> str:
-    """Write each content image, its style, the style's texture and the result (tag ``neural_style/<content layer>[/<name>]``).
+    """Write each content image, its style, the style's texture and the result (``neural_style/<content layer>``).
 
     Args:
         writer: a ``torch.utils.tensorboard.SummaryWriter``.

@@ -34,7 +34,9 @@ def panel(stylized: Stylized, texture: Optional[Texture] = None, captions: Optio
     names = ["content", "style"]
     if texture is not None:
         if texture.textures.shape != stylized.styles.shape:
-            raise ValueError(f"textures {tuple(texture.textures.shape)} do not pair with styles {tuple(stylized.styles.shape)}")
+            raise ValueError(
+                f"textures {tuple(texture.textures.shape)} do not pair with styles {tuple(stylized.styles.shape)}"
+            )
         columns.append(texture.textures)
         names.append("texture of the style")
     columns.append(stylized.results)
@@ -49,8 +51,9 @@ def panel(stylized: Stylized, texture: Optional[Texture] = None, captions: Optio
         }
         if texture is not None:
             values.update(texture_loss=texture.loss_end[i].item(), texture_loss_start=texture.loss_start[i].item())
-        caption = (f"{labels[i]}: style loss {values['style_loss']:.2g} (content image {values['style_loss_of_content']:.2g})"
-                   f" · content loss {values['content_loss']:.2g} (style image {values['content_loss_of_style']:.2g})")  # fmt: skip
+        caption = (f"{labels[i]}: style loss {values['style_loss']:.2g} "
+                   f"(content image {values['style_loss_of_content']:.2g}) · content loss "
+                   f"{values['content_loss']:.2g} (style image {values['content_loss_of_style']:.2g})")  # fmt: skip
         items.append(png_item(array, caption, **values))
     meta = {
         "content_layer": stylized.content_layer,

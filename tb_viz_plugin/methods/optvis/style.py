@@ -126,6 +126,7 @@ def texture(
         LayerNotFoundError: a layer that is not a module of ``model``.
 
     Example:
+        >>> _ = torch.manual_seed(0)
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 8, 3), nn.ReLU())
         >>> result = texture(net, torch.rand(2, 3, 16, 16), ["1", "3"], steps=20)
         >>> tuple(result.textures.shape), bool((result.loss_end < result.loss_start).all())
@@ -226,6 +227,7 @@ def style_transfer(
         LayerNotFoundError: a layer that is not a module of ``model``.
 
     Example:
+        >>> _ = torch.manual_seed(0)
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 8, 3), nn.ReLU())
         >>> result = style_transfer(net, torch.rand(2, 3, 16, 16), torch.rand(1, 3, 16, 16), "3", ["1", "3"], steps=20)
         >>> tuple(result.results.shape), bool((result.style_loss < result.style_loss_of_content).all())
@@ -261,4 +263,5 @@ def style_transfer(
     content_of_style = relative_distance(captured[content_path][n:], content_target).cpu()
     style_of_content = style_distance({k: v[:n] for k, v in captured.items()}, grams).cpu()
     return Stylized(content_path, style_paths, contents.float().cpu(), styles.float().cpu(), found.float().cpu(),
-                    content_loss, style_loss, content_of_style, style_of_content, float(style_weight), steps, seconds)  # fmt: skip
+                    content_loss, style_loss, content_of_style, style_of_content, float(style_weight), steps,
+                    seconds)  # fmt: skip
