@@ -11,6 +11,8 @@ import {createEmbeddings} from "./kind_embeddings.js";
 import {createActivationMaximization} from "./kind_activation_maximization.js";
 import {createDeepDream} from "./kind_deepdream.js";
 import {createNetworkDissection} from "./kind_network_dissection.js";
+import {createFeatureInversion} from "./kind_feature_inversion.js";
+import {createNeuralStyle} from "./kind_neural_style.js";
 
 /** @type {!Map<string, function(!Object, function(!Object): string): !Node>} */
 const KIND_VIEWS = new Map([
@@ -22,6 +24,8 @@ const KIND_VIEWS = new Map([
   ["activation_maximization", createActivationMaximization],
   ["deepdream", createDeepDream],
   ["network_dissection", createNetworkDissection],
+  ["feature_inversion", createFeatureInversion],
+  ["neural_style", createNeuralStyle],
 ]);
 
 /**

@@ -23,6 +23,8 @@ _LAZY = {name: "tb_viz_plugin.log" for name in (
     "log_activation_maximization",
     "log_deepdream",
     "log_network_dissection",
+    "log_feature_inversion",
+    "log_neural_style",
     "write_filters",
     "write_activation_maps",
     "write_top_activations",
@@ -31,6 +33,8 @@ _LAZY = {name: "tb_viz_plugin.log" for name in (
     "write_activation_maximization",
     "write_deepdream",
     "write_network_dissection",
+    "write_feature_inversion",
+    "write_neural_style",
 )}
 
 

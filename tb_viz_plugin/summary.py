@@ -36,6 +36,8 @@ KINDS = (
     "activation_maximization",
     "deepdream",
     "network_dissection",
+    "feature_inversion",
+    "neural_style",
 )
 """Kinds known to this version. Readers show unknown kinds generically (images + captions)."""
 

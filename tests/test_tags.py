@@ -16,8 +16,10 @@ from tb_viz_plugin.callbacks import (
     AttributionMaps,
     DeepDream,
     Embeddings,
+    FeatureInversion,
     FilterGrid,
     NetworkDissection,
+    NeuralStyle,
     TopActivations,
 )
 
@@ -66,6 +68,16 @@ SAME_WHAT = {
         lambda **kw: NetworkDissection(layers="net.0.3", quantile=0.01, top_k=1, **kw),
         "network_dissection/net.0.3",
     ),
+    "FeatureInversion": (
+        lambda **kw: FeatureInversion(["net.0.0", "net.0.2"], num_images=1, steps=1, **kw),
+        lambda **kw: FeatureInversion(["net.0.0", "net.0.2"], num_images=2, steps=2, **kw),
+        "feature_inversion/net.0.0+net.0.2",
+    ),
+    "NeuralStyle": (
+        lambda **kw: NeuralStyle("net.0.2", "net.0.1", num_images=2, steps=1, **kw),
+        lambda **kw: NeuralStyle("net.0.2", ["net.0.0", "net.0.1"], num_images=2, steps=1, **kw),
+        "neural_style/net.0.2",
+    ),
 }
 
 
@@ -82,7 +94,7 @@ def test_two_instances_on_the_same_tag_are_refused_at_setup_naming_both(tmp_path
 
 
 def test_two_of_each_callback_in_one_trainer_write_distinct_tags(tmp_path):
-    """Sixteen callbacks: the second of each differs in its ``<what>`` (layer, target, group) or has a name."""
+    """Two of each callback: the second of each differs in its ``<what>`` (layer, target, group) or has a name."""
     callbacks = []
     for make_first, make_second, _ in SAME_WHAT.values():
         callbacks += [make_first(strict=True), make_second(strict=True, name="second")]

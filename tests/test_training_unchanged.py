@@ -18,8 +18,10 @@ from tb_viz_plugin.callbacks import (
     AttributionMaps,
     DeepDream,
     Embeddings,
+    FeatureInversion,
     FilterGrid,
     NetworkDissection,
+    NeuralStyle,
     TopActivations,
 )
 
@@ -40,6 +42,8 @@ CALLBACKS = {
     "ActivationMaximization": lambda: ActivationMaximization(units={"net.0.2": [0, 11]}, steps=2, size=16),
     "DeepDream": lambda: DeepDream("net.0.2", num_images=2, octaves=2, steps=2),
     "NetworkDissection": lambda: NetworkDissection(layers=["net.0.1", "net.0.3"], top_k=2),
+    "FeatureInversion": lambda: FeatureInversion(layers=["net.0.0", "net.0.3"], num_images=2, steps=2),
+    "NeuralStyle": lambda: NeuralStyle("net.0.2", ["net.0.1", "net.0.3"], num_images=2, steps=2),
 }
 CASES = [pytest.param([name], "32-true", id=name) for name in CALLBACKS]
 CASES.append(pytest.param(list(CALLBACKS), "bf16-mixed", id="all-bf16"))
@@ -156,6 +160,8 @@ def test_callbacks_hand_the_writers_detached_cpu_tensors(tmp_path, monkeypatch):
         "top_activations": "write_top_activations", "attributions": "write_attributions",
         "embeddings": "write_embeddings", "activation_maximization": "write_activation_maximization",
         "deepdream": "write_deepdream", "network_dissection": "write_network_dissection",
+        "deepdream": "write_deepdream", "feature_inversion": "write_feature_inversion",
+        "neural_style": "write_neural_style",
     }  # fmt: skip
     for module_name, function in modules.items():
         module = importlib.import_module(f"tb_viz_plugin.callbacks.{module_name}")

@@ -19,6 +19,8 @@ from tb_viz_plugin.callbacks.activation_maps import ActivationMaps
 from tb_viz_plugin.callbacks.top_activations import TopActivations
 from tb_viz_plugin.callbacks.embeddings import Embeddings
 from tb_viz_plugin.callbacks.network_dissection import NetworkDissection
+from tb_viz_plugin.callbacks.feature_inversion import FeatureInversion
+from tb_viz_plugin.callbacks.neural_style import NeuralStyle
 
 __all__ = [
     "ActivationMaximization",
@@ -27,8 +29,10 @@ __all__ = [
     "ActivationMaps",
     "TopActivations",
     "Embeddings",
+    "FeatureInversion",
     "FilterGrid",
     "NetworkDissection",
+    "NeuralStyle",
     "RankZeroCallback",
     "VizCallback",
 ]

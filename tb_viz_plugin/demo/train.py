@@ -30,7 +30,8 @@ def demo_callbacks(val_set: ShapesDataset | None = None) -> list[pl.Callback]:
     validation set of ``tb_viz_plugin.demo.data.val_loader()``, the one ``tb-viz backfill`` replays).
     """
     from tb_viz_plugin.callbacks import ActivationMaps, AttributionMaps, Embeddings, FilterGrid, TopActivations
-    from tb_viz_plugin.callbacks import ActivationMaximization, DeepDream, NetworkDissection
+    from tb_viz_plugin.callbacks import ActivationMaximization, DeepDream, FeatureInversion, NetworkDissection
+    from tb_viz_plugin.callbacks import NeuralStyle
     from tb_viz_plugin.demo.concepts import ShapeMasks
     from tb_viz_plugin.methods import ColorConcepts
     from tb_viz_plugin.demo.data import CLASS_NAMES, MEAN, STD, val_loader
@@ -52,6 +53,10 @@ def demo_callbacks(val_set: ShapesDataset | None = None) -> list[pl.Callback]:
             masks=ShapeMasks(val_set if val_set is not None else val_loader().dataset, size=DISSECTION_MASKS),
             to_rgb=denormalize,
         ),  # fmt: skip
+        FeatureInversion(layers=[FIRST_CONV, DEEP_CONV, "features.8", "features.12"], num_images=3, every_n_epochs=2,
+                         steps=100, class_names=CLASS_NAMES, mean=MEAN, std=STD),  # fmt: skip
+        NeuralStyle("features.10", ["features.2", "features.6", "features.10", "features.14"], num_images=3,
+                    every_n_epochs=2, steps=100, class_names=CLASS_NAMES, mean=MEAN, std=STD),  # fmt: skip
     ]
 
 

@@ -15,6 +15,8 @@ from tb_viz_plugin.log.embeddings import log_embeddings, write_embeddings
 from tb_viz_plugin.log.activation_maximization import log_activation_maximization, write_activation_maximization
 from tb_viz_plugin.log.deepdream import log_deepdream, write_deepdream
 from tb_viz_plugin.log.network_dissection import log_network_dissection, write_network_dissection
+from tb_viz_plugin.log.feature_inversion import inversion_tag, log_feature_inversion, write_feature_inversion
+from tb_viz_plugin.log.neural_style import log_neural_style, write_neural_style
 
 __all__ = [
     "attribution_tag",
@@ -23,8 +25,11 @@ __all__ = [
     "log_attributions",
     "log_deepdream",
     "log_embeddings",
+    "log_feature_inversion",
+    "inversion_tag",
     "log_filters",
     "log_network_dissection",
+    "log_neural_style",
     "log_top_activations",
     "make_tag",
     "write_activation_maps",
@@ -32,9 +37,11 @@ __all__ = [
     "write_attributions",
     "write_deepdream",
     "write_embeddings",
+    "write_feature_inversion",
     "write_filters",
     "write_items",
     "write_network_dissection",
+    "write_neural_style",
     "write_panel",
     "write_top_activations",
 ]

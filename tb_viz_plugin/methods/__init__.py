@@ -14,6 +14,8 @@ One function per view computes what the view shows:
 | ``activation_maximization`` | :func:`activation_maximization` |
 | ``deepdream`` | :func:`dream` |
 | ``network_dissection`` | :func:`dissect` (or :class:`DissectionTracker` on someone else's passes) |
+| ``feature_inversion`` | :func:`invert` |
+| ``neural_style`` | :func:`texture` and :func:`style_transfer` |
 """
 
 from tb_viz_plugin.methods.layers import (
@@ -42,6 +44,7 @@ from tb_viz_plugin.methods.top_k import RunningTopK, UnitTopK, merge_top_k
 from tb_viz_plugin.methods.tracking import TopActivationTracker, top_activations
 from tb_viz_plugin.methods import optvis
 from tb_viz_plugin.methods.optvis import Dream, Maximization, activation_maximization, dream
+from tb_viz_plugin.methods.optvis import Inversion, Stylized, Texture, invert, style_transfer, texture
 from tb_viz_plugin.methods.attribution import (
     METHODS as ATTRIBUTION_METHODS,
     Attribution,
@@ -92,12 +95,15 @@ __all__ = [
     "EmbeddingCapture",
     "EmbeddingMap",
     "FeatureMaps",
+    "Inversion",
     "LayerGeometry",
     "LayerHooks",
     "LayerNotFoundError",
     "Maximization",
     "ReceptiveField",
     "RunningTopK",
+    "Stylized",
+    "Texture",
     "TopActivationTracker",
     "UnitTopK",
     "Units",
@@ -122,6 +128,7 @@ __all__ = [
     "guided_backprop",
     "guided_grad_cam",
     "integrated_gradients",
+    "invert",
     "knn_accuracy",
     "layer_cam",
     "layer_outputs",
@@ -141,6 +148,8 @@ __all__ = [
     "select_units",
     "silhouette",
     "smooth_grad",
+    "style_transfer",
+    "texture",
     "top_activations",
     "tsne",
 ]

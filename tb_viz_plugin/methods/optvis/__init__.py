@@ -4,6 +4,8 @@ Lucid/Lucent's split, in pure torch: a parametrization (:mod:`.param`) makes ima
 parameters, transforms (:mod:`.transform`) make them robust, an objective (:mod:`.objectives`)
 scores them, and :func:`render` ascends its gradient; :func:`deepdream` starts from a real image.
 :func:`activation_maximization` and :func:`dream` are what the two views compute.
+:func:`invert` reconstructs images from a layer's features (``feature_inversion`` view),
+:func:`texture` and :func:`style_transfer` match Gram matrices (``neural_style`` view).
 
 Example:
     >>> import torch
@@ -19,23 +21,32 @@ Example:
 
 from tb_viz_plugin.methods.optvis import objectives, param, transform
 from tb_viz_plugin.methods.optvis.deepdream import Dream, deepdream, dream, normalize_gradient
+from tb_viz_plugin.methods.optvis.inversion import Inversion, invert
 from tb_viz_plugin.methods.optvis.maximize import Maximization, TargetGroup, activation_maximization
 from tb_viz_plugin.methods.optvis.optimize import Rendered, evaluate, from_model_input, render, to_model_input
+from tb_viz_plugin.methods.optvis.style import Stylized, Texture, gram, style_transfer, texture
 
 __all__ = [
     "Dream",
+    "Inversion",
     "Maximization",
     "Rendered",
+    "Stylized",
     "TargetGroup",
+    "Texture",
     "activation_maximization",
     "deepdream",
     "dream",
     "evaluate",
     "from_model_input",
+    "gram",
+    "invert",
     "normalize_gradient",
     "objectives",
     "param",
     "render",
+    "style_transfer",
+    "texture",
     "to_model_input",
     "transform",
 ]

@@ -15,7 +15,7 @@ moved), so the training RNG is never touched and a seed gives the same start on 
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -51,27 +51,41 @@ def _initial(
     return (torch.randn(shape, generator=own_generator(generator)) * sd).to(device).requires_grad_(True)
 
 
-def _check(n: int, size: int) -> None:
-    if n < 1 or size < 2:
-        raise ValueError(f"need n >= 1 images of size >= 2 pixels, got n={n}, size={size}")
+Size = Union[int, Tuple[int, int]]
+"""Image size: ``side`` for a square, or ``(height, width)``."""
+
+
+def _check(n: int, size: Size, channels: int = 3) -> Tuple[int, int]:
+    """``(height, width)`` of ``size`` once ``n``, the size and ``channels`` are valid."""
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    if n < 1 or min(height, width) < 2 or channels < 1:
+        raise ValueError(f"need n >= 1 images of size >= 2 pixels and channels >= 1, got n={n}, size={size}, "
+                         f"channels={channels}")  # fmt: skip
+    return height, width
 
 
 def to_rgb(image: torch.Tensor, decorrelate: bool) -> torch.Tensor:
-    """Unbounded ``(N, 3, H, W)`` values to RGB in ``(0, 1)``: optional colour decorrelation, then a sigmoid.
+    """Unbounded ``(N, C, H, W)`` values to ``(0, 1)``: optional colour decorrelation (RGB only), then a sigmoid.
+
+    Raises:
+        ValueError: ``decorrelate`` for images that do not have 3 channels.
 
     Example:
         >>> to_rgb(torch.zeros(2, 3, 8, 8), decorrelate=True).unique()
         tensor([0.5000])
     """
     if decorrelate:
+        if image.shape[1] != 3:
+            raise ValueError(f"colour decorrelation needs 3 channels, got {image.shape[1]}: pass decorrelate=False")
         image = torch.einsum("nchw,dc->ndhw", image, _COLOR_SQRT.to(image))
     return torch.sigmoid(image)
 
 
 def pixel_image(
     n: int,
-    size: int,
+    size: Size,
     *,
+    channels: int = 3,
     generator: Optional[torch.Generator] = None,
     device: torch.device | str = "cpu",
     sd: float = INITIAL_SD,
@@ -81,39 +95,62 @@ def pixel_image(
 
     Args:
         n: number of images (one per target of a batched objective).
-        size: height and width in pixels.
+        size: height and width in pixels (one number for a square, or ``(height, width)``).
+        channels: image channels (colour decorrelation needs 3).
         generator: the random source of the initial noise (a CPU generator; ``None`` = seeded 0).
         device: where the parameters live.
         sd: standard deviation of the initial noise (pre-sigmoid), see ``INITIAL_SD``.
         decorrelate: mix channels through the natural-image colour basis before the sigmoid.
 
     Returns:
-        ``(params, image_fn)``; ``image_fn()`` has shape ``(n, 3, size, size)``.
+        ``(params, image_fn)``; ``image_fn()`` has shape ``(n, channels, height, width)``.
 
     Raises:
-        ValueError: ``n < 1`` or ``size < 2``.
+        ValueError: ``n < 1``, ``size < 2`` or ``channels < 1``.
 
     Example:
         >>> params, image_fn = pixel_image(2, 32, generator=torch.Generator().manual_seed(0))
         >>> params[0].shape, image_fn().shape
         (torch.Size([2, 3, 32, 32]), torch.Size([2, 3, 32, 32]))
     """
-    _check(n, size)
-    pixels = _initial((n, 3, size, size), sd, generator, torch.device(device))
+    height, width = _check(n, size, channels)
+    pixels = _initial((n, channels, height, width), sd, generator, torch.device(device))
     return [pixels], lambda: to_rgb(pixels, decorrelate)
 
 
-def _frequencies(size: int) -> torch.Tensor:
-    """Radial frequency (cycles per pixel) of each coefficient of a real 2-D FFT of a ``size``² image."""
-    fy = torch.fft.fftfreq(size)[:, None]
-    fx = torch.fft.rfftfreq(size)[None, :]
+def image_param(images: torch.Tensor, eps: float = 1e-3) -> ImageParam:
+    """Start from given images: one free parameter per pixel, the inverse sigmoid of ``images``.
+
+    Args:
+        images: ``(N, C, H, W)`` in ``[0, 1]`` (clamped to ``[eps, 1 - eps]`` first, where the
+            sigmoid's gradient is not vanishing); a copy is optimised, never the caller's tensor.
+        eps: the clamp margin.
+
+    Returns:
+        ``(params, image_fn)``; ``image_fn()`` returns ``images`` (to within the clamp) at the start.
+
+    Example:
+        >>> start = torch.rand(2, 1, 8, 8)
+        >>> params, image_fn = image_param(start)
+        >>> bool(torch.allclose(image_fn(), start.clamp(1e-3, 1 - 1e-3), atol=1e-5))
+        True
+    """
+    logits = torch.logit(images.detach().float().clamp(eps, 1 - eps)).clone().requires_grad_(True)
+    return [logits], lambda: torch.sigmoid(logits)
+
+
+def _frequencies(height: int, width: int) -> torch.Tensor:
+    """Radial frequency (cycles per pixel) of each coefficient of a real 2-D FFT of a ``height`` x ``width`` image."""
+    fy = torch.fft.fftfreq(height)[:, None]
+    fx = torch.fft.rfftfreq(width)[None, :]
     return torch.sqrt(fx * fx + fy * fy)
 
 
 def fourier_image(
     n: int,
-    size: int,
+    size: Size,
     *,
+    channels: int = 3,
     generator: Optional[torch.Generator] = None,
     device: torch.device | str = "cpu",
     sd: float = INITIAL_SD,
@@ -128,7 +165,8 @@ def fourier_image(
 
     Args:
         n: number of images.
-        size: height and width in pixels.
+        size: height and width in pixels (one number for a square, or ``(height, width)``).
+        channels: image channels (colour decorrelation needs 3).
         generator: the random source of the initial spectrum (a CPU generator; ``None`` = seeded 0).
         device: where the parameters live.
         sd: standard deviation of the initial spectral coefficients, see ``INITIAL_SD``.
@@ -136,26 +174,28 @@ def fourier_image(
         decorrelate: mix channels through the natural-image colour basis.
 
     Returns:
-        ``(params, image_fn)``; the parameter is the real view ``(n, 3, size, size // 2 + 1, 2)``
-        of the spectrum, ``image_fn()`` has shape ``(n, 3, size, size)``.
+        ``(params, image_fn)``; the parameter is the real view ``(n, channels, height, width // 2 + 1, 2)``
+        of the spectrum, ``image_fn()`` has shape ``(n, channels, height, width)``.
 
     Raises:
-        ValueError: ``n < 1`` or ``size < 2``.
+        ValueError: ``n < 1``, ``size < 2``, ``channels < 1``, or ``decorrelate`` without 3 channels.
 
     Example:
         >>> params, image_fn = fourier_image(4, 64, generator=torch.Generator().manual_seed(0))
         >>> params[0].shape, image_fn().shape
         (torch.Size([4, 3, 64, 33, 2]), torch.Size([4, 3, 64, 64]))
     """
-    _check(n, size)
+    height, width = _check(n, size, channels)
+    if decorrelate and channels != 3:
+        raise ValueError(f"colour decorrelation needs 3 channels, got {channels}: pass decorrelate=False")
     device = torch.device(device)
-    freqs = _frequencies(size)
-    scale = (1.0 / freqs.clamp_min(1.0 / size) ** decay_power).to(device)[None, None, :, :, None]
-    spectrum = _initial((n, 3, *freqs.shape, 2), sd, generator, device)
+    freqs = _frequencies(height, width)
+    scale = (1.0 / freqs.clamp_min(1.0 / max(height, width)) ** decay_power).to(device)[None, None, :, :, None]
+    spectrum = _initial((n, channels, *freqs.shape, 2), sd, generator, device)
 
     def image_fn() -> torch.Tensor:
         coefficients = torch.view_as_complex((scale * spectrum).contiguous())
-        image = torch.fft.irfft2(coefficients, s=(size, size), norm="ortho")
+        image = torch.fft.irfft2(coefficients, s=(height, width), norm="ortho")
         return to_rgb(image / FOURIER_SCALE, decorrelate)
 
     return [spectrum], image_fn
@@ -163,8 +203,9 @@ def fourier_image(
 
 def pyramid_image(
     n: int,
-    size: int,
+    size: Size,
     *,
+    channels: int = 3,
     octaves: int = 4,
     generator: Optional[torch.Generator] = None,
     device: torch.device | str = "cpu",
@@ -179,7 +220,8 @@ def pyramid_image(
 
     Args:
         n: number of images.
-        size: height and width in pixels.
+        size: height and width in pixels (one number for a square, or ``(height, width)``).
+        channels: image channels (colour decorrelation needs 3).
         octaves: pyramid levels (1 = plain pixels); levels smaller than 2 pixels are dropped.
         generator: the random source of the initial noise (a CPU generator; ``None`` = seeded 0).
         device: where the parameters live.
@@ -188,22 +230,23 @@ def pyramid_image(
 
     Returns:
         ``(params, image_fn)``, one parameter per level (finest first); ``image_fn()`` has shape
-        ``(n, 3, size, size)``.
+        ``(n, channels, height, width)``.
 
     Raises:
-        ValueError: ``n < 1``, ``size < 2`` or ``octaves < 1``.
+        ValueError: ``n < 1``, ``size < 2``, ``channels < 1``, ``octaves < 1``, or ``decorrelate``
+            without 3 channels.
 
     Example:
         >>> params, image_fn = pyramid_image(1, 64, octaves=3, generator=torch.Generator().manual_seed(0))
         >>> [p.shape[-1] for p in params], image_fn().shape
         ([64, 32, 16], torch.Size([1, 3, 64, 64]))
     """
-    _check(n, size)
+    height, width = _check(n, size, channels)
     if octaves < 1:
         raise ValueError(f"octaves must be >= 1, got {octaves}")
     device = torch.device(device)
-    sides = [math.ceil(size / 2**k) for k in range(octaves) if size / 2**k >= 2]
-    levels = [_initial((n, 3, side, side), sd, generator, device) for side in sides]
+    sides = [(math.ceil(height / 2**k), math.ceil(width / 2**k)) for k in range(octaves) if min(height, width) / 2**k >= 2]
+    levels = [_initial((n, channels, *side), sd, generator, device) for side in sides]
 
     def image_fn() -> torch.Tensor:
         image = levels[-1]
