@@ -13,11 +13,12 @@ from typing_extensions import override
 
 from tb_viz_plugin.callbacks.base import VizCallback, check_layer_names, check_positive, resolve_activation_layers
 from tb_viz_plugin.callbacks.distributed import gather_shards
-from tb_viz_plugin.callbacks.probes import _split_sample, first_val_loader, validation_dataset
+from tb_viz_plugin.callbacks.probes import first_val_loader, validation_dataset
 from tb_viz_plugin.log import make_tag, write_top_activations
 from tb_viz_plugin.log.top_activations import KIND
 from tb_viz_plugin.methods import LayerGeometry, TopActivationTracker, UnitTopK, Units, check_units, measure_layer
 from tb_viz_plugin.methods import merge_top_k
+from tb_viz_plugin.methods.model_io import split_batch, split_sample
 
 if TYPE_CHECKING:
     from tb_viz_plugin.render import ToRGB
@@ -136,7 +137,7 @@ class TopActivations(VizCallback):
             self._run_safely(trainer, "starting top activations", lambda: self._start(trainer, pl_module))
 
     def _start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        image, _ = _split_sample(validation_dataset(trainer)[0])
+        image, _ = split_sample(validation_dataset(trainer)[0], self._model_info(trainer, pl_module).io)
         shape = tuple(image.shape)
         if shape != self._input_shape:  # in float32 (no autocast): the field is a property of the architecture
             self._geometry = {name: measure_layer(pl_module, name, shape) for name in self._resolved}
@@ -164,7 +165,7 @@ class TopActivations(VizCallback):
 
     def _update(self, trainer: "pl.Trainer", batch: Any) -> None:
         try:
-            images, _ = _split_sample(batch)
+            images, _ = split_batch(batch, self.io)
             count = images.shape[0]
             if self._order is not None:
                 ids = self._order[self._streamed : self._streamed + count]

@@ -101,11 +101,11 @@ def input_rgb(images: torch.Tensor, to_rgb: Optional[ToRGB] = None) -> torch.Ten
     Args:
         images: ``(N, C, H, W)`` inputs (crops included).
         to_rgb: maps inputs to ``(N, 3, H, W)`` in ``[0, 1]``; ``None`` = min-max scaling of each image
-            (over all its channels), with one channel shown as grey.
+            (over all its channels), with one channel shown as grey, two as the first in grey, more
+            than three as the first three.
 
     Raises:
-        ValueError: ``to_rgb`` is ``None`` and the inputs have neither 1 nor 3 channels, or ``to_rgb``
-            returns another shape.
+        ValueError: ``to_rgb`` returns another shape.
 
     Example:
         >>> input_rgb(torch.randn(2, 1, 8, 8)).shape
@@ -118,7 +118,7 @@ def input_rgb(images: torch.Tensor, to_rgb: Optional[ToRGB] = None) -> torch.Ten
             raise ValueError(f"to_rgb must return (N, 3, H, W) for inputs {tuple(images.shape)}, got {tuple(rgb.shape)}")
     else:
         if images.shape[1] not in (1, 3):
-            raise ValueError(f"inputs with {images.shape[1]} channels need a to_rgb function to be shown")
+            images = images[:, :3] if images.shape[1] > 3 else images[:, :1]
         flat = images.float().flatten(1)
         low, high = flat.min(1).values, flat.max(1).values
         rgb = (images.float() - low[:, None, None, None]) / (high - low).clamp_min(1e-12)[:, None, None, None]
