@@ -177,7 +177,7 @@ class AttributionMaps(RankZeroCallback):
                 f"backpropagation would equal the plain gradient); logging {self._run_methods}",
                 category=UserWarning,
             )
-        check_channels(owner, info, info.io.mean, info.io.std, self.to_rgb or info.io.to_rgb)
+        check_channels(trainer, owner, info, info.io.mean, info.io.std, self.to_rgb or info.io.to_rgb)
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         images, labels, indices = self._load_probes(trainer, pl_module)

@@ -67,8 +67,11 @@ def check_normalization(
 ) -> Dict[str, Optional[List[float]]]:
     """``{"mean": [...], "std": [...]}`` as float lists (or ``None``), checked.
 
+    Their length is checked against the model's input channels before the first step.
+
     Raises:
-        MisconfigurationException: not three numbers each, or a standard deviation <= 0.
+        MisconfigurationException: not per-channel numbers, a standard deviation <= 0, or a
+            ``mean`` and ``std`` of different lengths.
     """
     checked: Dict[str, Optional[List[float]]] = {}
     for name, values in (("mean", mean), ("std", std)):
@@ -79,11 +82,13 @@ def check_normalization(
             floats = [float(v) for v in values]
         except (TypeError, ValueError):
             floats = []
-        if len(floats) != 3 or (name == "std" and min(floats) <= 0):
+        if not floats or (name == "std" and min(floats) <= 0):
             raise MisconfigurationException(
-                f"{owner}: {name} must be None or 3 per-channel numbers (std > 0), got {values!r}"
+                f"{owner}: {name} must be None or per-channel numbers (std > 0), got {values!r}"
             )
         checked[name] = floats
+    if checked["mean"] is not None and checked["std"] is not None and len(checked["mean"]) != len(checked["std"]):
+        raise MisconfigurationException(f"{owner}: mean and std need as many numbers (one per channel), got {mean!r} and {std!r}")
     return checked
 
 
@@ -286,7 +291,8 @@ class VizCallback(pl.Callback):
 
     def _task_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> TaskModel:
         """``pl_module`` as ``inputs -> (N, K)`` class scores (same modules), as the methods take it."""
-        return TaskModel(pl_module, self._model_info(trainer, pl_module).io)
+        io = self._model_info(trainer, pl_module).io
+        return TaskModel(pl_module, io, convert=trainer.precision_plugin.convert_input)
 
     @override
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:

@@ -167,7 +167,13 @@ def task_class_names(info: ModelInfo, names: Optional[List[str]]) -> Optional[Li
     return model_io.task_class_names(info.io.task, info.outputs, names)
 
 
-def check_channels(owner: str, info: ModelInfo, mean: Any, std: Any, to_rgb: Any) -> None:
+def caption_labels(labels: Optional[torch.Tensor], info: ModelInfo) -> Optional[List[int]]:
+    """Probe labels as class indices for captions, when the task has them (``None`` otherwise)."""
+    classes = model_io.labels_as_classes(labels, info.io.task)
+    return None if classes is None else classes.tolist()
+
+
+def check_channels(trainer: "pl.Trainer", owner: str, info: ModelInfo, mean: Any, std: Any, to_rgb: Any) -> None:
     """Refuse ``mean``/``std`` of another length than the input channels; say once that >3 channels need ``to_rgb``.
 
     Raises:
@@ -180,10 +186,11 @@ def check_channels(owner: str, info: ModelInfo, mean: Any, std: Any, to_rgb: Any
                 f"give one number per channel"
             )
     if info.channels > 3 and to_rgb is None:
-        rank_zero_warn(
-            f"{owner}: the inputs have {info.channels} channels; the first three are shown as RGB. Pass "
+        say_once(
+            trainer,
+            "channels",
+            f"tb-viz: the inputs have {info.channels} channels; the first three are shown as RGB. Pass "
             "io=ModelIO(to_rgb=<inputs (N, C, H, W) -> RGB (N, 3, H, W) in [0, 1]>) to choose how they are shown",
-            category=UserWarning,
         )
 
 

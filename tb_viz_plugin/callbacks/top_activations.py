@@ -18,7 +18,8 @@ from tb_viz_plugin.log import make_tag, write_top_activations
 from tb_viz_plugin.log.top_activations import KIND
 from tb_viz_plugin.methods import LayerGeometry, TopActivationTracker, UnitTopK, Units, check_units, measure_layer
 from tb_viz_plugin.methods import merge_top_k
-from tb_viz_plugin.methods.model_io import split_batch, split_sample
+from tb_viz_plugin.methods.model_io import IO, display, split_batch, split_sample
+from tb_viz_plugin.callbacks.model_check import ModelInfo, check_channels
 
 if TYPE_CHECKING:
     from tb_viz_plugin.render import ToRGB
@@ -69,6 +70,8 @@ class TopActivations(VizCallback):
             ``None`` = min-max per patch. Must be picklable (a module-level function) for DDP spawn.
         strict: re-raise errors instead of warning.
         name: appended to the tags, to tell this instance from another one on the same layers.
+        io: how the model takes inputs (``methods.model_io.ModelIO`` or a dict): the validation
+            batches' input key, a forward that takes a batch, how inputs are shown.
 
     Raises:
         MisconfigurationException: bad arguments (here), or at ``setup`` a layer name that is not a
@@ -91,8 +94,9 @@ class TopActivations(VizCallback):
         to_rgb: Optional["ToRGB"] = None,
         strict: bool = False,
         name: Optional[str] = None,
+        io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, io=io)
         check_positive("TopActivations", k=k)
         if isinstance(units, int):
             check_positive("TopActivations", units=units)
@@ -128,6 +132,13 @@ class TopActivations(VizCallback):
         self._geometry, self._input_shape = {}, None
         super().setup(trainer, pl_module, stage)
 
+    @override
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        super()._check_model(trainer, pl_module, info)
+        for layer in self._resolved:
+            info.feature_map("TopActivations", layer)
+        check_channels(trainer, "TopActivations", info, info.io.mean, info.io.std, self.to_rgb or info.io.to_rgb)
+
     # ------------------------------------------------------------------ streaming
 
     @override
@@ -140,7 +151,8 @@ class TopActivations(VizCallback):
         image, _ = split_sample(validation_dataset(trainer)[0], self._model_info(trainer, pl_module).io)
         shape = tuple(image.shape)
         if shape != self._input_shape:  # in float32 (no autocast): the field is a property of the architecture
-            self._geometry = {name: measure_layer(pl_module, name, shape) for name in self._resolved}
+            model = self._task_model(trainer, pl_module)
+            self._geometry = {name: measure_layer(model, name, shape) for name in self._resolved}
             self._input_shape = shape
         units = {name: check_units(self.units, g.channels) for name, g in self._geometry.items()}
         self._order, self._streamed = _dataset_order(trainer), 0
@@ -196,7 +208,8 @@ class TopActivations(VizCallback):
         writer = self._writer(trainer)
         if writer is not None:
             cpu = {layer: top.cpu() for layer, top in merged.items()}
-            write_top_activations(writer, cpu, trainer.global_step, to_rgb=self.to_rgb, sample_ids=kind, name=self.name)
+            to_rgb = display(self._model_info(trainer, pl_module).io, self.to_rgb)
+            write_top_activations(writer, cpu, trainer.global_step, to_rgb=to_rgb, sample_ids=kind, name=self.name)
 
     @staticmethod
     def _gather(trainer: "pl.Trainer", pl_module: "pl.LightningModule", results: Dict[str, UnitTopK]) -> Dict[str, UnitTopK]:

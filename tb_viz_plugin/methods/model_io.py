@@ -378,6 +378,8 @@ class TaskModel(nn.Module):
     Args:
         model: the user's network or LightningModule.
         io: how to call it and read its output (its ``task`` must be known, see :func:`detect`).
+        convert: applied to the inputs first (e.g. a Trainer's ``precision_plugin.convert_input``,
+            so that every input reaches a ``bf16-true`` or ``64-true`` model in its dtype).
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1))
@@ -386,16 +388,19 @@ class TaskModel(nn.Module):
         (torch.Size([2, 2]), ['0', '1'])
     """
 
-    def __init__(self, model: nn.Module, io: ModelIO) -> None:
+    def __init__(self, model: nn.Module, io: ModelIO, convert: Optional[Callable[[Any], Any]] = None) -> None:
         super().__init__()
         object.__setattr__(self, "inner", model)  # not a registered child: names stay the model's own
         object.__setattr__(self, "io", io)
+        object.__setattr__(self, "convert", convert)
         self._modules = model._modules
         self._parameters = model._parameters
         self._buffers = model._buffers
         self.training = model.training
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.convert is not None:
+            inputs = self.convert(inputs)
         return class_scores(pick_logits(call_model(self.inner, inputs, self.io), self.io), self.io)
 
     def train(self, mode: bool = True) -> "TaskModel":
@@ -407,9 +412,3 @@ class TaskModel(nn.Module):
         """This wrapper, then the model and its submodules (so that flags are saved and restored for all)."""
         yield self
         yield from self.inner.modules()
-
-
-def wrap(model: nn.Module, io: ModelIO) -> nn.Module:
-    """``model`` itself when it already gives multiclass logits for images, else a :class:`TaskModel`."""
-    plain = io.forward is None and io.logits is None and io.task in (None, "multiclass") and not io.probabilities
-    return model if plain else TaskModel(model, io)
