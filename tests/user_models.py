@@ -163,3 +163,21 @@ def logged_tags(logdir: str) -> Dict[str, List[int]]:
         for tag in multiplexer.PluginRunToTagToContent(summary.PLUGIN_NAME).get(run, {}):
             tags[tag] = sorted(e.step for e in multiplexer.Tensors(run, tag))
     return tags
+
+
+def manifest(logdir: str, tag: str, step: Optional[int] = None) -> Dict[str, Any]:
+    """The manifest of ``tag`` at ``step`` (default the last) in the one run under ``logdir``."""
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+    from tensorboard.util import tensor_util
+
+    from tb_viz_plugin import summary
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={summary.PLUGIN_NAME: 0})
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    for run in multiplexer.Runs():
+        if tag in multiplexer.PluginRunToTagToContent(summary.PLUGIN_NAME).get(run, {}):
+            events = multiplexer.Tensors(run, tag)
+            event = events[-1] if step is None else next(e for e in events if e.step == step)
+            return summary.parse_manifest(tensor_util.make_ndarray(event.tensor_proto)[0])
+    raise KeyError(tag)
