@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import pytorch_lightning as pl
@@ -16,9 +15,8 @@ from tb_viz_plugin.methods.attribution.cams import default_layer
 from tb_viz_plugin.callbacks.model_check import ModelInfo, caption_labels, check_channels
 from tb_viz_plugin.callbacks.probes import probe_captions
 from tb_viz_plugin.methods.model_io import IO
-from tb_viz_plugin.render import pixels_rgb
 from tb_viz_plugin.log import make_tag, write_deepdream
-from tb_viz_plugin.log.deepdream import KIND
+from tb_viz_plugin.log.deepdream import KIND, shown_rgb
 from tb_viz_plugin.methods import dream
 from tb_viz_plugin.methods.layers import one_layer
 
@@ -138,9 +136,5 @@ class DeepDream(RankZeroCallback):
         with self._extra_pass(trainer, pl_module, grad=True):
             result = dream(model, images.float(), self._layer, octaves=self.octaves, steps=self.steps, seed=self.seed,
                            **norm)  # fmt: skip
-        result = dataclasses.replace(
-            result,
-            originals=pixels_rgb(result.originals, info.io.to_rgb, **norm),
-            dreams=pixels_rgb(result.dreams, info.io.to_rgb, **norm),
-        )
+        result = shown_rgb(result, info.io.to_rgb, **norm)
         write_deepdream(writer, result, trainer.global_step, captions=captions, name=self.name)

@@ -12,6 +12,8 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from tb_viz_plugin.methods.layers import model_device
+from tb_viz_plugin.methods.model_io import IO, as_io, prepare
 from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods.optvis.maximize import Maximization, activation_maximization
 from tb_viz_plugin.render import ToRGB, pixels_rgb
@@ -64,6 +66,7 @@ def log_activation_maximization(
     name: Optional[str] = None,
     channels: int = 3,
     to_rgb: Optional[ToRGB] = None,
+    io: IO = None,
 ) -> List[str]:
     """Render the image each class (and each listed unit) wants to see, and log them at ``step``.
 
@@ -87,7 +90,9 @@ def log_activation_maximization(
         name: appended to every tag (tells two instances of the view apart).
         channels: the model's input channels (the images have as many).
         to_rgb: model inputs -> RGB in ``[0, 1]`` for display (needed to choose how more than 3
-            channels are shown; default grey for 1, the first three for more).
+            channels are shown; default ``io.to_rgb``, else grey for 1, the first three for more).
+        io: how the model takes inputs and gives outputs (``methods.model_io.ModelIO`` or a dict):
+            the logits of a dict/tuple output, the task (what a class score is), ``mean``/``std``.
 
     Returns:
         The tags written.
@@ -106,9 +111,13 @@ def log_activation_maximization(
         ...                                 units={"0": [0, 1]}, steps=2, size=16)
         ['activation_maximization/output', 'activation_maximization/0']
     """
+    io = as_io(io)
+    mean, std, to_rgb = mean or io.mean, std or io.std, to_rgb or io.to_rgb
+    grey = torch.full((1, channels, *((size, size) if isinstance(size, int) else size)), 0.5, device=model_device(model))
+    wrapped, _ = prepare(model, grey, io)
     with torch.inference_mode(False), torch.enable_grad():
         result = activation_maximization(
-            model, classes=classes, class_names=class_names, units=units, steps=steps, size=size, param=param,
+            wrapped, classes=classes, class_names=class_names, units=units, steps=steps, size=size, param=param,
             mean=mean, std=std, seed=seed, channels=channels,
         )  # fmt: skip
     return write_activation_maximization(writer, shown_rgb(result, to_rgb, mean, std), step, name=name)

@@ -9,6 +9,7 @@ from torch import nn
 
 from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods.attribution import DEFAULT_METHODS, Attribution, Targets, attribute
+from tb_viz_plugin.methods.model_io import IO, display, labels_as_classes, prepare, task_class_names
 from tb_viz_plugin.render import ToRGB
 from tb_viz_plugin.render import attributions as draw
 
@@ -93,6 +94,7 @@ def log_attributions(
     to_rgb: Optional[ToRGB] = None,
     indices: Optional[Sequence[int]] = None,
     name: Optional[str] = None,
+    io: IO = None,
 ) -> str:
     """Compute attribution maps of ``images`` (``methods.attribute``) and write them (see :func:`write_attributions`).
 
@@ -110,6 +112,9 @@ def log_attributions(
         to_rgb: inputs -> RGB in ``[0, 1]``; default min-max per image.
         indices: dataset indices of the images; default 0..N-1.
         name: appended to the tag (tells two instances of the view apart).
+        io: how the model takes inputs and gives outputs (``methods.model_io.ModelIO`` or a dict of
+            its fields): the logits of a dict/tuple output, a forward taking a batch, the task
+            (detected from the output and ``labels`` unless given), how inputs are shown.
 
     Returns:
         The tag written, ``attributions/<layers>/<target>[/<name>]``.
@@ -125,9 +130,11 @@ def log_attributions(
         ...     log_attributions(writer, net, torch.randn(2, 3, 16, 16), step=0, methods=["grad_cam", "occlusion"])
         'attributions/1/predicted'
     """
-    result = attribute(model, images, methods, targets, layers, options).cpu()
-    cpu_labels = None if labels is None else labels.detach().cpu()
+    wrapped, resolved = prepare(model, images, io, labels)
+    result = attribute(wrapped, images, methods, targets, layers, options, task=resolved.task or "multiclass").cpu()
+    classes = labels_as_classes(None if labels is None else labels.detach().cpu(), resolved.task)
+    names = task_class_names(resolved.task, result.probabilities.shape[1], class_names)
     return write_attributions(
-        writer, result, images.detach().cpu(), step, labels=cpu_labels, class_names=class_names, to_rgb=to_rgb,
-        indices=indices, name=name,
+        writer, result, images.detach().cpu(), step, labels=classes, class_names=names,
+        to_rgb=display(resolved, to_rgb), indices=indices, name=name,
     )  # fmt: skip

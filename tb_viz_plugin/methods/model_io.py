@@ -412,3 +412,33 @@ class TaskModel(nn.Module):
         """This wrapper, then the model and its submodules (so that flags are saved and restored for all)."""
         yield self
         yield from self.inner.modules()
+
+
+def prepare(
+    model: nn.Module, inputs: torch.Tensor, io: IO = None, labels: Optional[torch.Tensor] = None
+) -> Tuple[TaskModel, ModelIO]:
+    """``model`` as a :class:`TaskModel` and ``io`` with its task detected from one forward pass on ``inputs[:2]``.
+
+    For the plain ``log_*`` functions; eval mode and no gradients inside, every flag restored after.
+
+    Raises:
+        ValueError: a bad ``io``.
+        TypeError: no logits in the output (the message says how to pick them).
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+        >>> wrapped, io = prepare(net, torch.zeros(4, 3, 8, 8), {"logits": 0})
+        >>> io.task, wrapped(torch.zeros(1, 3, 8, 8)).shape
+        ('multiclass', torch.Size([1, 3]))
+    """
+    io = as_io(io)
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        with torch.inference_mode(False), torch.no_grad():
+            logits = pick_logits(call_model(model, inputs[:2].detach().clone(), io), io)
+    finally:
+        for module, flag in flags:
+            module.training = flag
+    resolved = detect(logits.float(), None if labels is None else labels[:2], io)
+    return TaskModel(model, resolved), resolved
