@@ -21,7 +21,7 @@ from tb_viz_plugin.methods import EmbeddingCapture, LayerNotFoundError, embed
 from tb_viz_plugin.methods.embeddings import METHODS
 from tb_viz_plugin.methods.layers import one_layer
 from tb_viz_plugin.callbacks.base import claim_tags
-from tb_viz_plugin.callbacks.model_check import ModelInfo
+from tb_viz_plugin.callbacks.model_check import ModelInfo, say_once
 from tb_viz_plugin.methods.attribution.cams import default_layer
 from tb_viz_plugin.methods.embeddings.capture import last_linear
 from tb_viz_plugin.methods.model_io import IO, display, labels_as_classes
@@ -200,8 +200,10 @@ class Embeddings(VizCallback):
                 self._capture = EmbeddingCapture(pl_module, default_layer(info.calls))
             self.tag = make_tag(KIND, self._capture.source, name=self.name)
             claim_tags(trainer, self, [self.tag])
-        if info.io.task != "multiclass":
+        if info.io.task != "multiclass" and self._capture.head is not None:
             self._capture.head = None  # the argmax of a Linear is a class only for multiclass models
+            say_once(trainer, "embeddings-task", f"Embeddings: a {info.io.task} model's outputs are not one class per "
+                     "sample, so the points are coloured by their labels only (no predicted class)")  # fmt: skip
 
     # ------------------------------------------------------------------ capture during validation
 

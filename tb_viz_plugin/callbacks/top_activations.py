@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DistributedSampler, SequentialSampler
 from typing_extensions import override
@@ -19,6 +20,7 @@ from tb_viz_plugin.log.top_activations import KIND
 from tb_viz_plugin.methods import LayerGeometry, TopActivationTracker, UnitTopK, Units, check_units, measure_layer
 from tb_viz_plugin.methods import merge_top_k
 from tb_viz_plugin.methods.model_io import IO, display, split_batch, split_sample
+from tb_viz_plugin.callbacks.base import claim_tags
 from tb_viz_plugin.callbacks.model_check import ModelInfo, check_channels
 
 if TYPE_CHECKING:
@@ -135,6 +137,11 @@ class TopActivations(VizCallback):
     @override
     def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
         super()._check_model(trainer, pl_module, info)
+        if self.layers is None and self._resolved and self._resolved[0] not in info.shapes:
+            # the last Conv2d defined may not run in eval mode (GoogLeNet's auxiliary heads): the last one that ran
+            ran = [name for name, module in pl_module.named_modules() if isinstance(module, nn.Conv2d) and name in info.shapes]
+            self._resolved = ran[-1:] or self._resolved
+            claim_tags(trainer, self, self._planned_tags())
         for layer in self._resolved:
             info.feature_map("TopActivations", layer)
         check_channels(trainer, "TopActivations", info, info.io.mean, info.io.std, self.to_rgb or info.io.to_rgb)
