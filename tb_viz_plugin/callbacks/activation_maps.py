@@ -12,7 +12,8 @@ from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, ch
 from tb_viz_plugin.callbacks.base import resolve_activation_layers
 from tb_viz_plugin.callbacks.model_check import ModelInfo, caption_labels as _caption_labels, check_channels
 from tb_viz_plugin.callbacks.probes import probe_captions
-from tb_viz_plugin.methods.model_io import IO, display
+from tb_viz_plugin.methods.model_io import IO
+from tb_viz_plugin.methods.model_display import display
 from tb_viz_plugin.log import make_tag, write_activation_maps
 from tb_viz_plugin.log.activation_maps import KIND
 from tb_viz_plugin.methods import activation_maps

@@ -12,7 +12,8 @@ from typing_extensions import override
 from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, claim_tags, class_names_for
 from tb_viz_plugin.callbacks.base import misconfiguration
 from tb_viz_plugin.callbacks.model_check import ModelInfo, check_channels, task_class_names
-from tb_viz_plugin.methods.model_io import IO, display, labels_as_classes
+from tb_viz_plugin.methods.model_io import IO, labels_as_classes
+from tb_viz_plugin.methods.model_display import display
 from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from tb_viz_plugin.log import attribution_tag, write_attributions

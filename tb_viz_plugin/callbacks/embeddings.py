@@ -24,7 +24,8 @@ from tb_viz_plugin.callbacks.base import claim_tags
 from tb_viz_plugin.callbacks.model_check import ModelInfo, say_once
 from tb_viz_plugin.methods.attribution.cams import default_layer
 from tb_viz_plugin.methods.embeddings.capture import last_linear
-from tb_viz_plugin.methods.model_io import IO, display, labels_as_classes
+from tb_viz_plugin.methods.model_io import IO, labels_as_classes
+from tb_viz_plugin.methods.model_display import display
 
 if TYPE_CHECKING:
     from tb_viz_plugin.render import ToRGB

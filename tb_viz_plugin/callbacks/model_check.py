@@ -25,8 +25,8 @@ from tb_viz_plugin.callbacks.probes import first_val_loader
 from tb_viz_plugin.methods import preserved_training_flags
 from tb_viz_plugin.methods.attribution.hooks import GuidedReLU, ModuleCall
 from tb_viz_plugin.methods.hooks import LayerHooks
-from tb_viz_plugin.methods import model_io
-from tb_viz_plugin.methods.model_io import ModelIO, call_model, class_scores, detect, pick_logits, split_batch
+from tb_viz_plugin.methods import model_display
+from tb_viz_plugin.methods.model_io import ModelIO, call_model, labels_as_classes, class_scores, detect, pick_logits, split_batch
 
 _PROBE_SAMPLES = 2
 
@@ -163,13 +163,13 @@ def probe_model(trainer: "pl.Trainer", pl_module: "pl.LightningModule", io: Mode
 
 
 def task_class_names(info: ModelInfo, names: Optional[List[str]]) -> Optional[List[str]]:
-    """Caption names of the task's class scores (see ``methods.model_io.task_class_names``)."""
-    return model_io.task_class_names(info.io.task, info.outputs, names)
+    """Caption names of the task's class scores (see ``methods.model_display.task_class_names``)."""
+    return model_display.task_class_names(info.io.task, info.outputs, names)
 
 
 def caption_labels(labels: Optional[torch.Tensor], info: ModelInfo) -> Optional[List[int]]:
     """Probe labels as class indices for captions, when the task has them (``None`` otherwise)."""
-    classes = model_io.labels_as_classes(labels, info.io.task)
+    classes = labels_as_classes(labels, info.io.task)
     return None if classes is None else classes.tolist()
 
 

@@ -19,7 +19,8 @@ from tb_viz_plugin.log import make_tag, write_top_activations
 from tb_viz_plugin.log.top_activations import KIND
 from tb_viz_plugin.methods import LayerGeometry, TopActivationTracker, UnitTopK, Units, check_units, measure_layer
 from tb_viz_plugin.methods import merge_top_k
-from tb_viz_plugin.methods.model_io import IO, display, split_batch, split_sample
+from tb_viz_plugin.methods.model_io import IO, split_batch, split_sample
+from tb_viz_plugin.methods.model_display import display
 from tb_viz_plugin.callbacks.base import claim_tags
 from tb_viz_plugin.callbacks.model_check import ModelInfo, check_channels
 

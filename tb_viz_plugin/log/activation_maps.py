@@ -7,7 +7,8 @@ from typing import Any, List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from tb_viz_plugin.methods.model_io import IO, TaskModel, as_io, display
+from tb_viz_plugin.methods.model_io import IO, TaskModel, as_io
+from tb_viz_plugin.methods.model_display import display
 from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods.activations import DEFAULT_UNITS, FeatureMaps, activation_layers, activation_maps
 from tb_viz_plugin.render import ToRGB

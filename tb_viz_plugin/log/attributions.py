@@ -9,7 +9,8 @@ from torch import nn
 
 from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods.attribution import DEFAULT_METHODS, Attribution, Targets, attribute
-from tb_viz_plugin.methods.model_io import IO, display, labels_as_classes, prepare, task_class_names
+from tb_viz_plugin.methods.model_io import IO, labels_as_classes, prepare
+from tb_viz_plugin.methods.model_display import display, task_class_names
 from tb_viz_plugin.render import ToRGB
 from tb_viz_plugin.render import attributions as draw
 
