@@ -1,7 +1,6 @@
 """The Embeddings callback inside a real Trainer: what it logs, on which samples, bad settings."""
 
 import os
-import warnings
 
 import numpy as np
 import pytest

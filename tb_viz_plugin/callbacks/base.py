@@ -16,7 +16,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.model_check import ModelInfo, never_logs, probe_model, say_once
+from tb_viz_plugin.callbacks.model_check import ModelInfo, never_logs, probe_model
 from tb_viz_plugin.callbacks.probes import ProbeImages, first_val_loader, validation_dataset
 from tb_viz_plugin.methods import LayerNotFoundError, activation_layers, check_units, find_class_names
 from tb_viz_plugin.methods import preserved_training_flags
