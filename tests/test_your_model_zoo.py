@@ -30,7 +30,7 @@ FAMILIES = {
     "googlenet": lambda: tvm.googlenet(num_classes=4, aux_logits=True, init_weights=False),
     "mnasnet0_5": lambda: tvm.mnasnet0_5(num_classes=4),
 }
-NO_RELU = {"mobilenet_v2", "efficientnet_b0", "convnext_tiny", "mnasnet0_5"}  # ReLU6, SiLU, GELU
+NO_RELU = {"mobilenet_v2", "efficientnet_b0", "convnext_tiny"}  # ReLU6, SiLU, GELU
 """Families whose forward pass runs no ``ReLU``: the default guided Grad-CAM is dropped, with one warning."""
 
 
