@@ -113,16 +113,33 @@ def test_bad_layer_or_headless_cam_fail_at_setup(tmp_path):
         tiny_trainer(tmp_path, [AttributionMaps(methods=["cam"])]).fit(module)
 
 
+def _broken_display(images):
+    raise RuntimeError("display broke")
+
+
 def test_runtime_failure_warns_and_training_goes_on(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = tiny_trainer(tmp_path, [AttributionMaps(methods=["saliency"], to_rgb=_broken_display)])
+        trainer.fit(tiny_module())
+    assert trainer.current_epoch == 2
+    assert any("display broke" in str(w.message) and "strict=True" in str(w.message) for w in caught)
+    with pytest.raises(RuntimeError, match="display broke"):
+        tiny_trainer(tmp_path, [AttributionMaps(methods=["saliency"], to_rgb=_broken_display, strict=True)]).fit(tiny_module())
+
+
+def test_guided_methods_on_a_net_without_relu(tmp_path):
     module = tiny_module()
     module.net[0][1] = nn.GELU()  # no ReLU left: guided backprop cannot run
     module.net[0][3] = nn.GELU()
-    with warnings.catch_warnings(record=True) as caught:
+    with pytest.raises(MisconfigurationException, match=r"\['guided_backprop'\] need ReLUs.*use methods such as"):
+        tiny_trainer(tmp_path, [AttributionMaps(methods=["guided_backprop"])]).fit(module)
+    with warnings.catch_warnings(record=True) as caught:  # the defaults: guided Grad-CAM dropped, once
         warnings.simplefilter("always")
-        trainer = tiny_trainer(tmp_path, [AttributionMaps(methods=["guided_backprop"])])
+        trainer = tiny_trainer(tmp_path / "defaults", [AttributionMaps(num_images=2)])
         trainer.fit(module)
-    assert trainer.current_epoch == 2
-    assert any("no ReLU" in str(w.message) and "strict=True" in str(w.message) for w in caught)
-    with pytest.raises(ValueError, match="no ReLU"):
-        tiny_trainer(tmp_path, [AttributionMaps(methods=["guided_backprop"], strict=True)]).fit(module)
-
+    ours = [str(w.message) for w in caught if str(w.message).startswith("AttributionMaps")]
+    assert len(ours) == 1 and "['guided_grad_cam'] dropped" in ours[0] and "runs no ReLU" in ours[0]
+    plugin, _ = make_plugin(str(tmp_path / "defaults"))
+    tags = plugin.tags_impl(CTX, "").get("tiny/v0", {})
+    assert list(tags) == ["attributions/net.0.3/predicted"] and tags["attributions/net.0.3/predicted"]["steps"] == [2, 4]

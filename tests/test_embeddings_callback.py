@@ -1,7 +1,6 @@
 """The Embeddings callback inside a real Trainer: what it logs, on which samples, bad settings."""
 
 import os
-import warnings
 
 import numpy as np
 import pytest
@@ -111,7 +110,7 @@ def test_bad_arguments_fail_at_construction(kwargs, match):
         Embeddings(**kwargs)
 
 
-def test_a_shuffled_validation_loader_warns_and_training_goes_on(tmp_path):
+def test_a_shuffled_validation_loader_fails_before_training(tmp_path):
     class Shuffled(type(tiny_module())):
         def val_dataloader(self):
             loader = super().val_dataloader()
@@ -119,12 +118,6 @@ def test_a_shuffled_validation_loader_warns_and_training_goes_on(tmp_path):
             return DataLoader(loader.dataset, batch_size=8, shuffle=True, generator=generator)
 
     trainer = tiny_trainer(tmp_path, [Embeddings(num_samples=4)], max_epochs=2)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with pytest.raises(MisconfigurationException, match="validation dataloader shuffles; give it shuffle=False"):
         trainer.fit(Shuffled())
-    ours = [str(w.message) for w in caught if "Embeddings" in str(w.message)]
-    assert len(ours) == 2 and "does not shuffle" in ours[0]
-    assert trainer.current_epoch == 2
-    with pytest.raises(RuntimeError, match="does not shuffle"):
-        tiny_trainer(tmp_path / "strict", [Embeddings(num_samples=4, strict=True)], max_epochs=1).fit(Shuffled())
-
+    assert trainer.global_step == 0

@@ -176,7 +176,6 @@ def test_log_embeddings_extracts_the_model_s_own_features_and_aligns_steps(tmp_p
     [
         (dict(labels=torch.zeros(5, dtype=torch.long)), "labels must have shape"),
         (dict(images=torch.zeros(5, 3, 4, 4)), "images must have shape"),
-        (dict(images=torch.zeros(30, 2, 4, 4)), "2 channels need a to_rgb"),
         (dict(indices=[1, 2]), "2 indices for 30 samples"),
         (dict(method="umap"), "method must be one of"),
     ],

@@ -121,8 +121,9 @@ def test_setup_rejects_unknown_layers_and_units(tmp_path):
         (lambda: ActivationMaximization(classes=[], units=None), "nothing to render"),
         (lambda: ActivationMaximization(units={"a": []}), "units must map"),
         (lambda: ActivationMaximization(param="lowres"), "param must be one of"),
-        (lambda: ActivationMaximization(mean=(0.5, 0.5)), "mean must be None or 3"),
-        (lambda: ActivationMaximization(std=(1, 0, 1)), "std must be None or 3"),
+        (lambda: ActivationMaximization(mean=()), "mean must be None or per-channel numbers"),
+        (lambda: ActivationMaximization(std=(1, 0, 1)), "std must be None or per-channel numbers"),
+        (lambda: ActivationMaximization(mean=(0.5, 0.5), std=(1, 1, 1)), "as many numbers"),
         (lambda: DeepDream(""), "layer"),
         (lambda: DeepDream(["a", "b"]), "one layer"),
         (lambda: DeepDream("a", num_images=0), "num_images"),
@@ -135,11 +136,23 @@ def test_bad_arguments_fail_at_construction(make, match):
         make()
 
 
+def _broken_display(images):
+    raise RuntimeError("display broke")
+
+
 def test_runtime_failure_warns_and_training_goes_on(tmp_path):
-    bad = ActivationMaximization(classes=[7], steps=1, size=8)  # the tiny model has 4 outputs
+    bad = ActivationMaximization(steps=1, size=8, io={"to_rgb": _broken_display})
     trainer = tiny_trainer(tmp_path, [bad], max_epochs=1)
-    with pytest.warns(UserWarning, match=r"model's output has shape \(1, 4\); index 7 is out of range.*strict=True"):
+    with pytest.warns(UserWarning, match=r"display broke.*strict=True"):
         trainer.fit(tiny_module())
     assert trainer.current_epoch == 1
-    with pytest.raises(IndexError, match="index 7 is out of range"):
-        tiny_trainer(tmp_path, [ActivationMaximization(classes=[7], steps=1, size=8, strict=True)]).fit(tiny_module())
+    with pytest.raises(RuntimeError, match="display broke"):
+        strict = ActivationMaximization(steps=1, size=8, io={"to_rgb": _broken_display}, strict=True)
+        tiny_trainer(tmp_path, [strict]).fit(tiny_module())
+
+
+def test_a_class_past_the_outputs_or_a_normalisation_of_other_channels_fails_before_training(tmp_path):
+    with pytest.raises(MisconfigurationException, match=r"class 7 is out of range for a model with 4 outputs"):
+        tiny_trainer(tmp_path, [ActivationMaximization(classes=[7], steps=1, size=8)]).fit(tiny_module())
+    with pytest.raises(MisconfigurationException, match=r"mean has 2 numbers but the model's inputs have 3 channels"):
+        tiny_trainer(tmp_path, [DeepDream("net.0.0", mean=(0.5, 0.5), std=(1, 1))]).fit(tiny_module())

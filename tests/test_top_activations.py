@@ -115,14 +115,24 @@ def test_hooks_are_removed_when_validation_raises(tmp_path):
     assert hook_count(module) == 0
 
 
+def _broken_display(images):
+    raise RuntimeError("display broke")
+
+
 def test_runtime_failure_warns_once_and_training_goes_on(tmp_path):
-    trainer = tiny_trainer(tmp_path, [TopActivations(layers="net.1")])  # Linear: (N, 4) outputs
-    with pytest.warns(UserWarning, match=r"need \(N, C, H, W\).*strict=True"):
+    trainer = tiny_trainer(tmp_path, [TopActivations(to_rgb=_broken_display)])
+    with pytest.warns(UserWarning, match=r"display broke.*strict=True"):
         trainer.fit(tiny_module())
     assert trainer.current_epoch == 2
 
-    trainer = tiny_trainer(tmp_path, [TopActivations(layers="net.1", strict=True)])
-    with pytest.raises(ValueError, match=r"need \(N, C, H, W\)"):
+    trainer = tiny_trainer(tmp_path, [TopActivations(to_rgb=_broken_display, strict=True)])
+    with pytest.raises(RuntimeError, match="display broke"):
+        trainer.fit(tiny_module())
+
+
+def test_a_linear_layer_fails_before_training(tmp_path):
+    trainer = tiny_trainer(tmp_path, [TopActivations(layers="net.1")])  # Linear: (N, 4) outputs
+    with pytest.raises(MisconfigurationException, match=r"'net.1' outputs \(2, 4\), not a feature map.*'net.0.0'"):
         trainer.fit(tiny_module())
 
 

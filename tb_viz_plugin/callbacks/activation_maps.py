@@ -10,7 +10,10 @@ from typing_extensions import override
 
 from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, check_positive, class_names_for
 from tb_viz_plugin.callbacks.base import resolve_activation_layers
+from tb_viz_plugin.callbacks.model_check import ModelInfo, caption_labels as _caption_labels, check_channels
 from tb_viz_plugin.callbacks.probes import probe_captions
+from tb_viz_plugin.methods.model_io import IO
+from tb_viz_plugin.methods.model_display import display
 from tb_viz_plugin.log import make_tag, write_activation_maps
 from tb_viz_plugin.log.activation_maps import KIND
 from tb_viz_plugin.methods import activation_maps
@@ -37,14 +40,17 @@ class ActivationMaps(RankZeroCallback):
         indices: explicit validation-set indices of the probe images.
         every_n_epochs: log every n-th epoch.
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising);
-            ``None`` = min-max per image. Must be picklable (a module-level function) for DDP spawn.
+            ``None`` = ``io``'s display, else min-max per image. Must be picklable (a module-level
+            function) for DDP spawn.
         class_names: class names for captions; default the module's or the dataset's, if any.
         strict: re-raise errors instead of warning.
         name: appended to the tags, to tell this instance from another one on the same layers.
+        io: how the model takes inputs (``methods.model_io.ModelIO`` or a dict of its fields).
 
     Raises:
-        MisconfigurationException: bad arguments (here), or at ``setup`` a layer name that is not a
-            module of the model (the message lists the valid names).
+        MisconfigurationException: bad arguments (here), at ``setup`` a layer name that is not a
+            module of the model (the message lists the valid names), before the first step a
+            layer whose output is not a feature map or probe indices past the validation set.
 
     Example:
         >>> callback = ActivationMaps(layers=["features.0", "features.4"], num_images=4, units=8)
@@ -66,8 +72,9 @@ class ActivationMaps(RankZeroCallback):
         class_names: Optional[Sequence[str]] = None,
         strict: bool = False,
         name: Optional[str] = None,
+        io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name)
+        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, io=io)
         if isinstance(units, int):
             check_positive("ActivationMaps", units=units)
         elif not list(units) or not all(isinstance(u, int) and u >= 0 for u in units):
@@ -93,12 +100,22 @@ class ActivationMaps(RankZeroCallback):
         self._resolved = resolve_activation_layers("ActivationMaps", pl_module, self.layers, indices)
         super().setup(trainer, pl_module, stage)
 
+    @override
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        super()._check_model(trainer, pl_module, info)
+        for layer in self._resolved:
+            info.feature_map("ActivationMaps", layer)
+        check_channels(trainer, "ActivationMaps", info, info.io.mean, info.io.std, self.to_rgb or info.io.to_rgb)
+
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         images, labels, indices = self._load_probes(trainer, pl_module)
-        captions = probe_captions(indices, None if labels is None else labels.tolist(),
+        info = self._model_info(trainer, pl_module)
+        captions = probe_captions(indices, _caption_labels(labels, info),
                                   class_names_for(self.class_names, trainer, pl_module))  # fmt: skip
+        model = self._task_model(trainer, pl_module)
         with self._extra_pass(trainer, pl_module):
-            results = activation_maps(pl_module, images, self._resolved, self.units)
+            images = trainer.precision_plugin.convert_input(images)
+            results = activation_maps(model, images, self._resolved, self.units)
         cpu = {layer: result.cpu() for layer, result in results.items()}
-        write_activation_maps(writer, images.cpu(), cpu, trainer.global_step, to_rgb=self.to_rgb, captions=captions,
-                              name=self.name)  # fmt: skip
+        write_activation_maps(writer, images.cpu(), cpu, trainer.global_step, to_rgb=display(info.io, self.to_rgb),
+                              captions=captions, name=self.name)  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
@@ -13,7 +13,10 @@ from tb_viz_plugin.callbacks.base import resolve_activation_layers
 from tb_viz_plugin.log import make_tag, write_activation_maximization
 from tb_viz_plugin.log.activation_maximization import KIND
 from tb_viz_plugin.methods import activation_maximization
-from tb_viz_plugin.methods.optvis.maximize import OUTPUT, PARAMETRIZATIONS
+from tb_viz_plugin.callbacks.model_check import ModelInfo, check_channels, task_class_names
+from tb_viz_plugin.methods.model_io import IO
+from tb_viz_plugin.log.activation_maximization import shown_rgb
+from tb_viz_plugin.methods.optvis.maximize import MAX_CLASSES, OUTPUT, PARAMETRIZATIONS
 
 
 class ActivationMaximization(RankZeroCallback):
@@ -34,19 +37,25 @@ class ActivationMaximization(RankZeroCallback):
             64); ``[]`` = none.
         units: ``{layer name: [channel, ...]}``: also maximise these channels' mean activations.
         steps: optimisation steps per logged epoch.
-        size: image side in pixels (independent of the training resolution).
+        size: image side in pixels, or ``(height, width)``; ``None`` = the validation images' size
+            (a network with a fixed-size head needs it; the transforms keep it).
         every_n_epochs: log every n-th epoch.
         class_names: output names for captions; default the module's or the dataset's, if any.
-        mean: per-channel mean the model's inputs are normalised with (``None`` = inputs in [0, 1]).
-        std: per-channel standard deviation of that normalisation.
+        mean: per-channel mean the model's inputs are normalised with, one number per input channel
+            (``None`` = ``io.mean``, else inputs in [0, 1]).
+        std: per-channel standard deviation of that normalisation (``None`` = ``io.std``).
         param: ``"pyramid"`` (multi-scale octaves), ``"fourier"`` (1/f spectrum) or ``"pixel"``.
         seed: seed of the initial images and transforms (the callback's own generator).
         strict: re-raise errors instead of warning.
         name: appended to the tags, to tell this instance from another one (e.g. another ``param``).
+        io: how the model takes inputs and gives outputs (``methods.model_io.ModelIO`` or a dict);
+            images have the model's channel count, shown with ``io.to_rgb`` when given.
 
     Raises:
-        MisconfigurationException: bad arguments (here), or at ``setup`` a layer that is not a module
-            of the model (the message lists the valid names) or a unit past its channel count.
+        MisconfigurationException: bad arguments (here), at ``setup`` a layer that is not a module
+            of the model (the message lists the valid names) or a unit past its channel count;
+            before the first step a class past the model's outputs, ``mean``/``std`` of another
+            length than the input channels, or a regression/segmentation model's classes=None.
 
     Example:
         >>> from tb_viz_plugin.demo.data import CLASS_NAMES, MEAN, STD
@@ -64,7 +73,7 @@ class ActivationMaximization(RankZeroCallback):
         classes: Optional[Sequence[int]] = None,
         units: Optional[Mapping[str, Sequence[int]]] = None,
         steps: int = 64,
-        size: int = 64,
+        size: Optional[Union[int, Tuple[int, int]]] = None,
         every_n_epochs: int = 1,
         class_names: Optional[Sequence[str]] = None,
         mean: Optional[Sequence[float]] = None,
@@ -73,10 +82,14 @@ class ActivationMaximization(RankZeroCallback):
         seed: int = 0,
         strict: bool = False,
         name: Optional[str] = None,
+        io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, io=io)
         owner = "ActivationMaximization"
-        check_positive(owner, steps=steps, size=size)
+        check_positive(owner, steps=steps)
+        if size is not None:
+            sides = (size, size) if isinstance(size, int) else tuple(size)
+            check_positive(owner, **{f"size[{i}]": side for i, side in enumerate(sides)})
         if classes is not None:
             classes = list(classes)
             if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in classes):
@@ -124,17 +137,45 @@ class ActivationMaximization(RankZeroCallback):
             self._resolved[path] = indices
         super().setup(trainer, pl_module, stage)
 
+    def _normalization(self, info: ModelInfo) -> Dict[str, Any]:
+        given = self.normalization
+        return {"mean": given["mean"] or info.io.mean, "std": given["std"] or info.io.std}
+
+    @override
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        super()._check_model(trainer, pl_module, info)
+        owner = "ActivationMaximization"
+        norm = self._normalization(info)
+        check_channels(trainer, owner, info, norm["mean"], norm["std"], info.io.to_rgb)
+        if self.classes and max(self.classes) >= info.outputs:
+            raise MisconfigurationException(
+                f"{owner}: class {max(self.classes)} is out of range for a model with {info.outputs} outputs; "
+                f"give classes in [0, {info.outputs})"
+            )
+        if self.classes is None and info.outputs > MAX_CLASSES:
+            raise MisconfigurationException(
+                f"{owner}: the model has {info.outputs} outputs; pass classes=[...] with at most {MAX_CLASSES}"
+            )
+        for layer in self._resolved:
+            info.feature_map(f"{owner}, units[{layer!r}]", layer)
+
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
+        info = self._model_info(trainer, pl_module)
+        norm = self._normalization(info)
+        model = self._task_model(trainer, pl_module)
+        names = task_class_names(info, class_names_for(self.class_names, trainer, pl_module))
         with self._extra_pass(trainer, pl_module, grad=True):
             result = activation_maximization(
-                pl_module,
-                classes=self.classes,
-                class_names=class_names_for(self.class_names, trainer, pl_module),
+                model,
+                classes=list(range(info.outputs)) if self.classes is None else self.classes,
+                class_names=names,
                 units=self._resolved,
                 steps=self.steps,
-                size=self.size,
+                size=self.size or info.size,
                 param=self.param,
                 seed=self.seed,
-                **self.normalization,
+                channels=info.channels,
+                **norm,
             )
+        result = shown_rgb(result, info.io.to_rgb, **norm)
         write_activation_maximization(writer, result, trainer.global_step, name=self.name)

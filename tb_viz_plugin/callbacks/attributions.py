@@ -11,6 +11,11 @@ from typing_extensions import override
 
 from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, claim_tags, class_names_for
 from tb_viz_plugin.callbacks.base import misconfiguration
+from tb_viz_plugin.callbacks.model_check import ModelInfo, check_channels, task_class_names
+from tb_viz_plugin.methods.model_io import IO, labels_as_classes
+from tb_viz_plugin.methods.model_display import display
+from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from tb_viz_plugin.log import attribution_tag, write_attributions
 from tb_viz_plugin.log.attributions import check_faithfulness_options, faithfulness_tags
 from tb_viz_plugin.methods import LayerNotFoundError, resolve_layers
@@ -28,6 +33,8 @@ from tb_viz_plugin.methods.attribution.cams import CamHeadError, check_cam_modul
 
 if TYPE_CHECKING:
     from tb_viz_plugin.render import ToRGB
+
+_GUIDED = ("guided_grad_cam", "guided_backprop")
 
 
 class AttributionMaps(RankZeroCallback):
@@ -59,7 +66,8 @@ class AttributionMaps(RankZeroCallback):
         class_names: class names for captions; default the LightningModule's ``class_names`` or
             the dataset's ``class_names`` / ``classes`` attribute, else ``"class 3"``.
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` for display (e.g.
-            un-normalising); ``None`` = min-max per image. Picklable (module-level) for DDP spawn.
+            un-normalising); ``None`` = ``io.to_rgb``, else min-max per image. Picklable
+            (module-level) for DDP spawn.
         options: per-method options, e.g. ``{"occlusion": {"window": 16, "stride": 8}}``.
         faithfulness: also score every map (``methods.faithfulness_scores``: deletion and
             insertion AUC, Petsiuk et al. 2018, and a random map as the baseline), shown per
@@ -72,12 +80,18 @@ class AttributionMaps(RankZeroCallback):
         strict: re-raise errors instead of warning.
         name: appended to the tag, to tell this instance from another one with the same layers and
             target (e.g. other methods or probe images).
+        io: how the model takes inputs and gives outputs (``methods.model_io.ModelIO`` or a dict):
+            the task decides what is explained (a sigmoid per label, the regressed value, a
+            segmentation class over its predicted pixels).
 
     Raises:
         MisconfigurationException: unknown methods or options (also of ``faithfulness``), a bad
             target (here), or at
             ``setup`` a layer that is not a module of the model (the message lists the valid
-            names) or ``cam`` for a model without average pooling and ``nn.Linear``.
+            names) or ``cam`` for a model without average pooling and ``nn.Linear``; before the
+            first step a class target out of range, ``target="label"`` without labels, probe
+            indices past the validation set. Default guided methods on a network without ReLU are
+            dropped with one warning.
 
     Example:
         >>> callback = AttributionMaps(methods=["grad_cam", "occlusion"], layers="layer4", num_images=6)
@@ -102,8 +116,9 @@ class AttributionMaps(RankZeroCallback):
         every_n_epochs: int = 1,
         strict: bool = False,
         name: Optional[str] = None,
+        io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name)
+        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, io=io)
         with misconfiguration("AttributionMaps"):
             self.methods = check_methods(methods)
             self.options = check_options(self.methods, options)
@@ -118,6 +133,8 @@ class AttributionMaps(RankZeroCallback):
         self.class_names = None if class_names is None else [str(name) for name in class_names]
         self.to_rgb = to_rgb
         self._layers: Optional[List[str]] = None
+        self._given_methods = methods is not DEFAULT_METHODS
+        self._run_methods = list(self.methods)
 
     @property
     @override
@@ -144,18 +161,53 @@ class AttributionMaps(RankZeroCallback):
                 check_cam_modules(pl_module)
         super().setup(trainer, pl_module, stage)
 
+    @override
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        super()._check_model(trainer, pl_module, info)
+        owner = "AttributionMaps"
+        task = info.io.task
+        if self.target == "label" and (not info.has_labels or task not in ("multiclass", "binary")):
+            why = "the validation samples have no labels" if not info.has_labels else f"a {task} model's labels are not class indices"
+            raise MisconfigurationException(
+                f"{owner}: target='label' needs class labels, but {why}; use target='predicted' or a class index"
+                + ("" if info.has_labels else " (or name the label key with io=ModelIO(labels='<key>'))")
+            )
+        if isinstance(self.target, int) and not 0 <= self.target < info.outputs:
+            raise MisconfigurationException(
+                f"{owner}: target={self.target} is out of range for a model with {info.outputs} outputs; "
+                f"give a class index in [0, {info.outputs})"
+            )
+        guided = [m for m in self.methods if m in _GUIDED]
+        self._run_methods = list(self.methods)
+        if guided and not info.relu:
+            if self._given_methods and len(guided) == len(self.methods):
+                raise MisconfigurationException(
+                    f"{owner}: {guided} need ReLUs, and the forward pass of {type(pl_module).__name__} runs none; "
+                    "use methods such as 'grad_cam', 'saliency' or 'occlusion'"
+                )
+            self._run_methods = [m for m in self.methods if m not in _GUIDED]
+            rank_zero_warn(
+                f"{owner}: {guided} dropped: the forward pass of {type(pl_module).__name__} runs no ReLU (guided "
+                f"backpropagation would equal the plain gradient); logging {self._run_methods}",
+                category=UserWarning,
+            )
+        check_channels(trainer, owner, info, info.io.mean, info.io.std, self.to_rgb or info.io.to_rgb)
+
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         images, labels, indices = self._load_probes(trainer, pl_module)
+        info = self._model_info(trainer, pl_module)
+        labels = labels_as_classes(labels, info.io.task)
         if self.target == "label" and labels is None:
             raise ValueError("target='label' needs validation samples with integer labels")
         targets = labels if self.target == "label" else self.target
+        model = self._task_model(trainer, pl_module)
         with self._extra_pass(trainer, pl_module, grad=True):
             images = trainer.precision_plugin.convert_input(images)
-            result = attribute(pl_module, images, self.methods, targets, self._layers, self.options)
+            result = attribute(model, images, self._run_methods, targets, self._layers, self.options, task=info.io.task)
         scores = None
         if self._scoring is not None:
             with self._extra_pass(trainer, pl_module):
-                scores = faithfulness_scores(pl_module, images, result, **self._scoring).cpu()
+                scores = faithfulness_scores(model, images, result, **self._scoring).cpu()
         self._layers = result.layers or self._layers
         result = dataclasses.replace(result.cpu(), target=self._target_name())
         tags = [attribution_tag(result.layers, result.target, self.name)]
@@ -166,8 +218,8 @@ class AttributionMaps(RankZeroCallback):
             images.cpu(),
             trainer.global_step,
             labels=None if labels is None else labels.cpu(),
-            class_names=class_names_for(self.class_names, trainer, pl_module),
-            to_rgb=self.to_rgb,
+            class_names=task_class_names(info, class_names_for(self.class_names, trainer, pl_module)),
+            to_rgb=display(info.io, self.to_rgb),
             indices=indices,
             faithfulness=scores,
             name=self.name,

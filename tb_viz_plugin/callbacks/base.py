@@ -16,9 +16,11 @@ from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
+from tb_viz_plugin.callbacks.model_check import ModelInfo, never_logs, probe_model
 from tb_viz_plugin.callbacks.probes import ProbeImages, first_val_loader, validation_dataset
 from tb_viz_plugin.methods import LayerNotFoundError, activation_layers, check_units, find_class_names
 from tb_viz_plugin.methods import preserved_training_flags
+from tb_viz_plugin.methods.model_io import IO, ModelIO, TaskModel, as_io
 
 
 # ------------------------------------------------------------------ argument checks shared by the callbacks
@@ -65,8 +67,11 @@ def check_normalization(
 ) -> Dict[str, Optional[List[float]]]:
     """``{"mean": [...], "std": [...]}`` as float lists (or ``None``), checked.
 
+    Their length is checked against the model's input channels before the first step.
+
     Raises:
-        MisconfigurationException: not three numbers each, or a standard deviation <= 0.
+        MisconfigurationException: not per-channel numbers, a standard deviation <= 0, or a
+            ``mean`` and ``std`` of different lengths.
     """
     checked: Dict[str, Optional[List[float]]] = {}
     for name, values in (("mean", mean), ("std", std)):
@@ -77,11 +82,13 @@ def check_normalization(
             floats = [float(v) for v in values]
         except (TypeError, ValueError):
             floats = []
-        if len(floats) != 3 or (name == "std" and min(floats) <= 0):
+        if not floats or (name == "std" and min(floats) <= 0):
             raise MisconfigurationException(
-                f"{owner}: {name} must be None or 3 per-channel numbers (std > 0), got {values!r}"
+                f"{owner}: {name} must be None or per-channel numbers (std > 0), got {values!r}"
             )
         checked[name] = floats
+    if checked["mean"] is not None and checked["std"] is not None and len(checked["mean"]) != len(checked["std"]):
+        raise MisconfigurationException(f"{owner}: mean and std need as many numbers (one per channel), got {mean!r} and {std!r}")
     return checked
 
 
@@ -172,18 +179,29 @@ class VizCallback(pl.Callback):
         strict: re-raise errors from the visualization instead of warning and going on.
         name: appended to every tag of this callback (and to its ``state_key``), so that two
             instances with the same layers but other settings can run side by side.
+        io: how the model takes inputs and gives outputs (a :class:`~tb_viz_plugin.methods.model_io.ModelIO`
+            or a dict of its fields): batch keys, the logits, the task, how inputs are shown.
 
     Raises:
-        MisconfigurationException: ``every_n_epochs`` is not a positive integer, or a bad ``name``.
+        MisconfigurationException: ``every_n_epochs`` is not a positive integer, a bad ``name`` or
+            ``io``; before the first step, what the model check finds (see ``callbacks.model_check``).
     """
 
-    def __init__(self, every_n_epochs: int = 1, strict: bool = False, name: Optional[str] = None) -> None:
+    _needs_validation = True
+    """Whether the callback logs at validation epoch ends (``limit_val_batches=0`` disables it)."""
+
+    def __init__(
+        self, every_n_epochs: int = 1, strict: bool = False, name: Optional[str] = None, io: IO = None
+    ) -> None:
         super().__init__()
         check_positive(type(self).__name__, every_n_epochs=every_n_epochs)
         self.every_n_epochs = every_n_epochs
         self.strict = bool(strict)
         self.name = check_name(type(self).__name__, name)
+        with misconfiguration(type(self).__name__):
+            self.io: ModelIO = as_io(io)
         self._no_logger_warned = False
+        self._info: Optional[ModelInfo] = None
 
     def _key(self, **settings: Any) -> str:
         """The ``state_key`` of these settings (and the ``name``, when given)."""
@@ -207,6 +225,9 @@ class VizCallback(pl.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, _tensorboard_logger_types()):
                 return logger.experiment
+        if trainer.fast_dev_run:
+            never_logs(trainer, type(self).__name__, self.every_n_epochs, self._needs_validation)
+            return None
         if not self._no_logger_warned:
             self._no_logger_warned = True
             rank_zero_warn(
@@ -250,7 +271,38 @@ class VizCallback(pl.Callback):
         """Claim the planned tags and warn (once) when there is no TensorBoard logger; subclasses call it last."""
         claim_tags(trainer, self, self._planned_tags())
         self._no_logger_warned = False
+        self._info = None
+        if stage == "fit":
+            never_logs(trainer, type(self).__name__, self.every_n_epochs, self._needs_validation)
         self._writer(trainer)  # warn at setup rather than at the first epoch end
+
+    # --------------------------------------------------------------------------- the model check
+
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        """Refuse (``MisconfigurationException``) or adapt to what the probe forward found; subclasses extend."""
+
+    def _model_info(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> ModelInfo:
+        """The shared model check's result (run on first use, then this callback's own checks)."""
+        if self._info is None:
+            info = probe_model(trainer, pl_module, self.io)
+            self._check_model(trainer, pl_module, info)
+            self._info = info
+        return self._info
+
+    def _task_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> TaskModel:
+        """``pl_module`` as ``inputs -> (N, K)`` class scores (same modules), as the methods take it."""
+        io = self._model_info(trainer, pl_module).io
+        return TaskModel(pl_module, io, convert=trainer.precision_plugin.convert_input)
+
+    @override
+    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not trainer.fast_dev_run:
+            self._model_info(trainer, pl_module)
+
+    @override
+    def on_validation_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not trainer.fast_dev_run:
+            self._model_info(trainer, pl_module)
 
 
 class RankZeroCallback(VizCallback):
@@ -275,8 +327,9 @@ class RankZeroCallback(VizCallback):
         num_images: Optional[int] = None,
         indices: Optional[Sequence[int]] = None,
         name: Optional[str] = None,
+        io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, io=io)
         self._probes: Optional[ProbeImages] = None
         self._probe_choice = list(indices) if indices is not None else num_images  # part of the state key
         if num_images is not None:
@@ -294,7 +347,17 @@ class RankZeroCallback(VizCallback):
 
     def _load_probes(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> Any:
         """``(images, labels or None, dataset indices)`` of the probe images, on the module's device."""
-        return self._probes.load(validation_dataset(trainer), pl_module.device)
+        return self._probes.load(validation_dataset(trainer), pl_module.device, self._model_info(trainer, pl_module).io)
+
+    @override
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        indices = None if self._probes is None else self._probes.indices
+        if indices and info.dataset_size is not None and max(indices) >= info.dataset_size:
+            raise MisconfigurationException(
+                f"{type(self).__name__}: probe index {max(indices)} is past the validation set of "
+                f"{info.dataset_size} samples; give indices below {info.dataset_size}"
+            )
+        super()._check_model(trainer, pl_module, info)
 
     @override
     def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:

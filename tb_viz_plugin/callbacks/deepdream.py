@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
 from tb_viz_plugin.callbacks.base import RankZeroCallback, check_normalization, check_positive, class_names_for
-from tb_viz_plugin.callbacks.base import misconfiguration, resolve_activation_layers
+from tb_viz_plugin.callbacks.base import claim_tags, misconfiguration, resolve_activation_layers
+from tb_viz_plugin.methods import LayerNotFoundError
+from tb_viz_plugin.methods.attribution.cams import default_layer
+from tb_viz_plugin.callbacks.model_check import ModelInfo, caption_labels, check_channels
 from tb_viz_plugin.callbacks.probes import probe_captions
+from tb_viz_plugin.methods.model_io import IO
 from tb_viz_plugin.log import make_tag, write_deepdream
-from tb_viz_plugin.log.deepdream import KIND
+from tb_viz_plugin.log.deepdream import KIND, shown_rgb
 from tb_viz_plugin.methods import dream
 from tb_viz_plugin.methods.layers import one_layer
 
@@ -29,22 +33,28 @@ class DeepDream(RankZeroCallback):
 
     Args:
         layers: the module whose output is ``(N, C, H, W)``, e.g. ``"model.features.8"`` (a name
-            or a one-element list).
+            or a one-element list); ``None`` = the last feature map before pooling (found before
+            the first step).
         num_images: number of probe images (ignored when ``indices`` is given).
         indices: explicit validation-set indices of the probe images.
         every_n_epochs: log every n-th epoch.
         octaves: scales, each 1.4x larger, the last the full image size.
         steps: gradient steps per octave.
         class_names: label names for captions; default the module's or the dataset's, if any.
-        mean: per-channel mean the dataset normalised its images with (``None`` = inputs in [0, 1]).
-        std: per-channel standard deviation of that normalisation.
+        mean: per-channel mean the dataset normalised its images with, one number per input
+            channel (``None`` = ``io.mean``, else inputs in [0, 1]).
+        std: per-channel standard deviation of that normalisation (``None`` = ``io.std``).
         seed: seed of the jitter (the callback's own generator).
         strict: re-raise errors instead of warning.
         name: appended to the tag, to tell this instance from another one at the same layer.
+        io: how the model takes inputs (``methods.model_io.ModelIO`` or a dict); images of other
+            than 3 channels are shown with ``io.to_rgb`` (default grey, or the first three).
 
     Raises:
-        MisconfigurationException: bad arguments (here), or at ``setup`` a layer that is not a module
-            of the model (the message lists the valid names).
+        MisconfigurationException: bad arguments (here), at ``setup`` a layer that is not a module
+            of the model (the message lists the valid names), before the first step a layer whose
+            output is not a feature map, ``mean``/``std`` of another length than the channels, or
+            probe indices past the validation set.
 
     Example:
         >>> from tb_viz_plugin.demo.data import CLASS_NAMES, MEAN, STD
@@ -58,7 +68,7 @@ class DeepDream(RankZeroCallback):
 
     def __init__(
         self,
-        layers: Union[str, Sequence[str]],
+        layers: Optional[Union[str, Sequence[str]]] = None,
         num_images: int = 4,
         indices: Optional[Sequence[int]] = None,
         every_n_epochs: int = 1,
@@ -70,13 +80,14 @@ class DeepDream(RankZeroCallback):
         seed: int = 0,
         strict: bool = False,
         name: Optional[str] = None,
+        io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name)
+        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, io=io)
         check_positive("DeepDream", octaves=octaves, steps=steps)
         with misconfiguration("DeepDream"):
             layer = one_layer(layers, "DeepDream")
-        if not isinstance(layer, str) or not layer:
-            raise MisconfigurationException(f"DeepDream: layers must be a module name, got {layers!r}")
+        if layer is not None and (not isinstance(layer, str) or not layer):
+            raise MisconfigurationException(f"DeepDream: layers must be a module name or None, got {layers!r}")
         self.layers = layer
         self.octaves = octaves
         self.steps = steps
@@ -92,18 +103,38 @@ class DeepDream(RankZeroCallback):
 
     @override
     def _planned_tags(self) -> List[str]:
-        return [make_tag(KIND, self._layer, name=self.name)]
+        return [] if self._layer is None else [make_tag(KIND, self._layer, name=self.name)]
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        (self._layer,) = resolve_activation_layers("DeepDream", pl_module, self.layers, None)
+        if self.layers is not None:
+            (self._layer,) = resolve_activation_layers("DeepDream", pl_module, self.layers, None)
         super().setup(trainer, pl_module, stage)
+
+    def _normalization(self, info: ModelInfo) -> Dict[str, Any]:
+        given = self.normalization
+        return {"mean": given["mean"] or info.io.mean, "std": given["std"] or info.io.std}
+
+    @override
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        super()._check_model(trainer, pl_module, info)
+        if self.layers is None:
+            with misconfiguration("DeepDream", LayerNotFoundError):
+                self._layer = default_layer(info.calls)
+            claim_tags(trainer, self, self._planned_tags())
+        info.feature_map("DeepDream", self._layer)
+        norm = self._normalization(info)
+        check_channels(trainer, "DeepDream", info, norm["mean"], norm["std"], info.io.to_rgb)
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         images, labels, indices = self._load_probes(trainer, pl_module)
-        captions = probe_captions(indices, None if labels is None else labels.tolist(),
+        info = self._model_info(trainer, pl_module)
+        captions = probe_captions(indices, caption_labels(labels, info),
                                   class_names_for(self.class_names, trainer, pl_module))  # fmt: skip
+        norm = self._normalization(info)
+        model = self._task_model(trainer, pl_module)
         with self._extra_pass(trainer, pl_module, grad=True):
-            result = dream(pl_module, images, self._layer, octaves=self.octaves, steps=self.steps, seed=self.seed,
-                           **self.normalization)  # fmt: skip
+            result = dream(model, images.float(), self._layer, octaves=self.octaves, steps=self.steps, seed=self.seed,
+                           **norm)  # fmt: skip
+        result = shown_rgb(result, info.io.to_rgb, **norm)
         write_deepdream(writer, result, trainer.global_step, captions=captions, name=self.name)

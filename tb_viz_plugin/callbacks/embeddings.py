@@ -20,6 +20,12 @@ from tb_viz_plugin.log.embeddings import KIND
 from tb_viz_plugin.methods import EmbeddingCapture, LayerNotFoundError, embed
 from tb_viz_plugin.methods.embeddings import METHODS
 from tb_viz_plugin.methods.layers import one_layer
+from tb_viz_plugin.callbacks.base import claim_tags
+from tb_viz_plugin.callbacks.model_check import ModelInfo, say_once
+from tb_viz_plugin.methods.attribution.cams import default_layer
+from tb_viz_plugin.methods.embeddings.capture import last_linear
+from tb_viz_plugin.methods.model_io import IO, labels_as_classes
+from tb_viz_plugin.methods.model_display import display
 
 if TYPE_CHECKING:
     from tb_viz_plugin.render import ToRGB
@@ -79,7 +85,8 @@ class Embeddings(VizCallback):
 
     Args:
         layers: the module whose output is embedded (a name or a one-element list; 4-D outputs are
-            averaged over space); ``None`` = the input of the last ``nn.Linear`` (the penultimate features).
+            averaged over space); ``None`` = the input of the last ``nn.Linear`` (the penultimate
+            features), or for a network without ``nn.Linear`` its last feature map, globally pooled.
         num_samples: validation samples embedded (evenly spaced over the dataset), at most 100,000.
         every_n_epochs: log every n-th epoch.
         method: ``"pca"`` (default, torch, ~0.1 s for 2,000 x 512) or ``"tsne"`` (scikit-learn, optional;
@@ -90,13 +97,16 @@ class Embeddings(VizCallback):
         projector: also write the full features for TensorBoard's Projector.
         strict: re-raise errors instead of warning.
         name: appended to the tag, to tell this instance from another one on the same layer.
+        io: how the model takes inputs and gives outputs (``methods.model_io.ModelIO`` or a dict);
+            predicted classes are shown for multiclass models only.
 
     Attributes:
         tag: the tb-viz tag written (known after ``setup``); the Projector's tensors are ``<tag>:<step>``.
 
     Raises:
         MisconfigurationException: bad arguments (here), ``method="tsne"`` without scikit-learn, or
-            at ``setup`` a layer name that is not a module of the model (the message lists them).
+            at ``setup`` a layer name that is not a module of the model (the message lists them), before
+            the first step a shuffling validation dataloader.
 
     Example:
         >>> callback = Embeddings(num_samples=500, class_names=["cat", "dog"])
@@ -116,8 +126,9 @@ class Embeddings(VizCallback):
         projector: bool = True,
         strict: bool = False,
         name: Optional[str] = None,
+        io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, io=io)
         with misconfiguration("Embeddings"):
             self.layers = one_layer(layers, "Embeddings")
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= _MAX_SAMPLES:
@@ -152,7 +163,7 @@ class Embeddings(VizCallback):
 
     @override
     def _planned_tags(self) -> List[str]:
-        return [self.tag]
+        return [self.tag] if self.tag else []
 
     @override
     def state_dict(self) -> Dict[str, Any]:
@@ -168,17 +179,42 @@ class Embeddings(VizCallback):
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        with misconfiguration("Embeddings", LayerNotFoundError):
-            self._capture = EmbeddingCapture(pl_module, self.layers)
-        self.tag = make_tag(KIND, self._capture.source, name=self.name)
+        self._capture, self.tag = None, ""
+        if self.layers is not None or last_linear(pl_module) is not None:
+            with misconfiguration("Embeddings", LayerNotFoundError):
+                self._capture = EmbeddingCapture(pl_module, self.layers)
+            self.tag = make_tag(KIND, self._capture.source, name=self.name)
         super().setup(trainer, pl_module, stage)
+
+    @override
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        super()._check_model(trainer, pl_module, info)
+        loader = first_val_loader(trainer)
+        inner = getattr(getattr(loader, "batch_sampler", None), "sampler", getattr(loader, "sampler", None))
+        if isinstance(inner, RandomSampler) or getattr(inner, "shuffle", False):
+            raise MisconfigurationException(
+                "Embeddings: the validation dataloader shuffles; give it shuffle=False (the rows of each batch "
+                "are matched to dataset indices, the same samples every epoch)"
+            )
+        if self._capture is None:  # no nn.Linear: the last feature map, globally pooled
+            with misconfiguration("Embeddings", LayerNotFoundError):
+                self._capture = EmbeddingCapture(pl_module, default_layer(info.calls))
+            self.tag = make_tag(KIND, self._capture.source, name=self.name)
+            claim_tags(trainer, self, [self.tag])
+        if info.io.task != "multiclass" and self._capture.head is not None:
+            self._capture.head = None  # the argmax of a Linear is a class only for multiclass models
+            say_once(trainer, "embeddings-task", f"Embeddings: a {info.io.task} model's outputs are not one class per "
+                     "sample, so the points are coloured by their labels only (no predicted class)")  # fmt: skip
 
     # ------------------------------------------------------------------ capture during validation
 
     @override
     def on_validation_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         self._plan = None
-        if self._capture is None or not self._should_log_epoch(trainer) or self._writer(trainer) is None:
+        if not self._should_log_epoch(trainer) or self._writer(trainer) is None:
+            return
+        self._model_info(trainer, pl_module)  # under trainer.validate(), the first chance
+        if self._capture is None:
             return
         self._run_safely(trainer, "preparing the embedding capture", lambda: self._prepare(trainer))
 
@@ -283,7 +319,7 @@ class Embeddings(VizCallback):
             labels=labels,
             predicted=predicted,
             images=images,
-            to_rgb=self.to_rgb,
+            to_rgb=display(self._info.io if self._info else self.io, self.to_rgb),
             class_names=class_names_for(self.class_names, trainer, pl_module),
             indices=indices,
             projector=self.projector,
@@ -294,8 +330,9 @@ class Embeddings(VizCallback):
     def _samples(self, trainer: "pl.Trainer", indices: List[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The samples ``indices`` shrunk for their thumbnails, and their labels; loaded once and cached."""
         if self._thumbs is None or self._thumbs[0] != indices:
-            images, labels = load_shrunk(validation_dataset(trainer), indices, THUMB_SIDE)
-            self._thumbs = (list(indices), images, labels)
+            io = self.io if self._info is None else self._info.io
+            images, labels = load_shrunk(validation_dataset(trainer), indices, THUMB_SIDE, io=io)
+            self._thumbs = (list(indices), images, labels_as_classes(labels, io.task))
         return self._thumbs[1], self._thumbs[2]
 
 

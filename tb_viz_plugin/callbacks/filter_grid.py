@@ -26,7 +26,8 @@ class FilterGrid(VizCallback):
         every_n_epochs: log every n-th epoch.
         max_filters: at most this many filters are drawn per layer.
         max_channels: at most this many input channels per filter (deeper layers).
-        log_initial: also log the weights at step 0, before the first update (fresh runs only).
+        log_initial: also log the weights at step 0, before the first update (fresh runs only: not
+            when resuming from a checkpoint, whose weights are logged at its own step already).
         strict: re-raise errors instead of warning.
         name: appended to the tags, to tell this instance from another one on the same layers.
 
@@ -52,6 +53,7 @@ class FilterGrid(VizCallback):
         name: Optional[str] = None,
     ) -> None:
         super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+        self._needs_validation = False
         check_positive("FilterGrid", max_filters=max_filters, max_channels=max_channels)
         self.layers = check_layer_names("FilterGrid", layers)
         self.max_filters = max_filters
@@ -76,8 +78,16 @@ class FilterGrid(VizCallback):
 
     @override
     def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if self.log_initial and trainer.global_step == 0:
+        if self.log_initial and trainer.global_step == 0 and trainer.ckpt_path is None:
             self._log(trainer, pl_module)
+
+    @override
+    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """No model check: the filters are read from the weights, the model is never run."""
+
+    @override
+    def on_validation_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """No model check (see ``on_train_start``)."""
 
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:

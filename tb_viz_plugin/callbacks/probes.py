@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from tb_viz_plugin.methods.classes import class_name
+from tb_viz_plugin.methods.model_io import ModelIO, split_sample
 
 
 def evenly_spaced(length: int, count: int) -> List[int]:
@@ -21,27 +22,6 @@ def evenly_spaced(length: int, count: int) -> List[int]:
     if count >= length:
         return list(range(length))
     return [int(round(i * (length - 1) / max(count - 1, 1))) for i in range(count)] if count > 1 else [0]
-
-
-def _split_sample(sample: Any) -> Tuple[torch.Tensor, Optional[int]]:
-    """The input tensor and (when there is one) the integer label of one dataset sample."""
-    if isinstance(sample, torch.Tensor):
-        return sample, None
-    if isinstance(sample, dict):
-        image = next((sample[k] for k in ("image", "images", "input", "x") if k in sample), None)
-        label = next((sample[k] for k in ("label", "labels", "target", "y") if k in sample), None)
-    elif isinstance(sample, (tuple, list)) and sample:
-        image, label = sample[0], (sample[1] if len(sample) > 1 else None)
-    else:
-        image, label = None, None
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(
-            "probe images need dataset samples that are a tensor, a (tensor, label, ...) tuple or a dict "
-            f"with an 'image' key; got {type(sample).__name__}"
-        )
-    if isinstance(label, torch.Tensor) and label.numel() == 1:
-        label = int(label.item())
-    return image, label if isinstance(label, int) else None
 
 
 def probe_captions(
@@ -105,8 +85,13 @@ class ProbeImages:
         self.num_images = num_images
         self.indices: Optional[List[int]] = indices
 
-    def load(self, dataset: Any, device: torch.device) -> Tuple[torch.Tensor, Optional[torch.Tensor], List[int]]:
-        """``(images (N, C, H, W) on device, labels (N,) or None, indices)``; picks indices on first use.
+    def load(
+        self, dataset: Any, device: torch.device, io: Optional[ModelIO] = None
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], List[int]]:
+        """``(images (N, C, H, W) on device, labels (N, ...) or None, indices)``; picks indices on first use.
+
+        Samples are read with ``io`` (see ``methods.model_io.split_sample``); labels are stacked
+        as they are (class indices, multi-hot vectors, values or masks).
 
         Raises:
             IndexError: explicit indices past the end of the dataset.
@@ -117,11 +102,12 @@ class ProbeImages:
             raise IndexError(f"probe index {max(self.indices)} is out of range for a dataset of {len(dataset)}")
         images, labels = [], []
         for index in self.indices:
-            image, label = _split_sample(dataset[index])
+            image, label = split_sample(dataset[index], io)
             images.append(image)
             labels.append(label)
         batch = torch.stack(images).to(device)
-        label_tensor = None if any(l is None for l in labels) else torch.tensor(labels, device=device)
+        same = all(l is not None for l in labels) and len({tuple(l.shape) for l in labels}) == 1
+        label_tensor = torch.stack(labels).to(device) if same else None
         return batch, label_tensor, list(self.indices)
 
     def state_dict(self) -> Dict[str, Any]:
@@ -133,7 +119,7 @@ class ProbeImages:
 
 
 def load_shrunk(
-    dataset: Any, indices: Sequence[int], max_side: int, chunk: int = 256
+    dataset: Any, indices: Sequence[int], max_side: int, chunk: int = 256, io: Optional[ModelIO] = None
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The samples at ``indices`` on the CPU, shrunk (antialiased) so their longer side is at most ``max_side``.
 
@@ -151,7 +137,7 @@ def load_shrunk(
     """
     shrunk, labels = [], []
     for start in range(0, len(indices), chunk):
-        images, part, _ = ProbeImages(indices=indices[start : start + chunk]).load(dataset, torch.device("cpu"))
+        images, part, _ = ProbeImages(indices=indices[start : start + chunk]).load(dataset, torch.device("cpu"), io)
         images = images.float()
         scale = max_side / max(images.shape[-2:])
         if scale < 1:

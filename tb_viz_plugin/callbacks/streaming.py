@@ -17,7 +17,8 @@ from torch.utils.data import DistributedSampler, SequentialSampler
 from typing_extensions import override
 
 from tb_viz_plugin.callbacks.base import VizCallback
-from tb_viz_plugin.callbacks.probes import _split_sample, first_val_loader
+from tb_viz_plugin.callbacks.probes import first_val_loader
+from tb_viz_plugin.methods.model_io import split_batch
 
 
 def dataset_order(trainer: "pl.Trainer") -> Optional[torch.Tensor]:
@@ -87,7 +88,7 @@ class ValidationStream(VizCallback):
 
     def _take(self, trainer: "pl.Trainer", batch: Any) -> None:
         try:
-            images, _ = _split_sample(batch)
+            images, _ = split_batch(batch, self.io)
             count = images.shape[0]
             if self._order is not None:
                 ids = self._order[self._streamed : self._streamed + count]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DistributedSampler, SequentialSampler
 from typing_extensions import override
@@ -14,12 +15,16 @@ from typing_extensions import override
 from tb_viz_plugin.callbacks.base import VizCallback, check_layer_names, check_positive, misconfiguration
 from tb_viz_plugin.callbacks.base import resolve_activation_layers
 from tb_viz_plugin.callbacks.distributed import gather_shards
-from tb_viz_plugin.callbacks.probes import _split_sample, first_val_loader, validation_dataset
+from tb_viz_plugin.callbacks.probes import first_val_loader, validation_dataset
 from tb_viz_plugin.log import make_tag, write_top_activations
 from tb_viz_plugin.log.top_activations import KIND, check_occlusion_options
 from tb_viz_plugin.methods import LayerGeometry, TopActivationTracker, UnitTopK, Units, check_units, measure_layer
 from tb_viz_plugin.methods import merge_top_k
 from tb_viz_plugin.methods.attribution import top_k_occlusion
+from tb_viz_plugin.methods.model_io import IO, split_batch, split_sample
+from tb_viz_plugin.methods.model_display import display
+from tb_viz_plugin.callbacks.base import claim_tags
+from tb_viz_plugin.callbacks.model_check import ModelInfo, check_channels
 
 if TYPE_CHECKING:
     from tb_viz_plugin.render import ToRGB
@@ -78,6 +83,8 @@ class TopActivations(VizCallback):
             to the layer per logged epoch.
         strict: re-raise errors instead of warning.
         name: appended to the tags, to tell this instance from another one on the same layers.
+        io: how the model takes inputs (``methods.model_io.ModelIO`` or a dict): the validation
+            batches' input key, a forward that takes a batch, how inputs are shown.
 
     Raises:
         MisconfigurationException: bad arguments (here, e.g. an unknown ``unit_occlusion`` option),
@@ -101,8 +108,9 @@ class TopActivations(VizCallback):
         unit_occlusion: Union[bool, Mapping[str, Any]] = False,
         strict: bool = False,
         name: Optional[str] = None,
+        io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, io=io)
         check_positive("TopActivations", k=k)
         with misconfiguration("TopActivations"):
             self._occlusion = check_occlusion_options(unit_occlusion)
@@ -141,6 +149,18 @@ class TopActivations(VizCallback):
         self._geometry, self._input_shape = {}, None
         super().setup(trainer, pl_module, stage)
 
+    @override
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        super()._check_model(trainer, pl_module, info)
+        if self.layers is None and self._resolved and self._resolved[0] not in info.shapes:
+            # the last Conv2d defined may not run in eval mode (GoogLeNet's auxiliary heads): the last one that ran
+            ran = [name for name, module in pl_module.named_modules() if isinstance(module, nn.Conv2d) and name in info.shapes]
+            self._resolved = ran[-1:] or self._resolved
+            claim_tags(trainer, self, self._planned_tags())
+        for layer in self._resolved:
+            info.feature_map("TopActivations", layer)
+        check_channels(trainer, "TopActivations", info, info.io.mean, info.io.std, self.to_rgb or info.io.to_rgb)
+
     # ------------------------------------------------------------------ streaming
 
     @override
@@ -150,10 +170,11 @@ class TopActivations(VizCallback):
             self._run_safely(trainer, "starting top activations", lambda: self._start(trainer, pl_module))
 
     def _start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        image, _ = _split_sample(validation_dataset(trainer)[0])
+        image, _ = split_sample(validation_dataset(trainer)[0], self._model_info(trainer, pl_module).io)
         shape = tuple(image.shape)
         if shape != self._input_shape:  # in float32 (no autocast): the field is a property of the architecture
-            self._geometry = {name: measure_layer(pl_module, name, shape) for name in self._resolved}
+            model = self._task_model(trainer, pl_module)
+            self._geometry = {name: measure_layer(model, name, shape) for name in self._resolved}
             self._input_shape = shape
         units = {name: check_units(self.units, g.channels) for name, g in self._geometry.items()}
         self._order, self._streamed = _dataset_order(trainer), 0
@@ -178,7 +199,7 @@ class TopActivations(VizCallback):
 
     def _update(self, trainer: "pl.Trainer", batch: Any) -> None:
         try:
-            images, _ = _split_sample(batch)
+            images, _ = split_batch(batch, self.io)
             count = images.shape[0]
             if self._order is not None:
                 ids = self._order[self._streamed : self._streamed + count]
@@ -214,8 +235,9 @@ class TopActivations(VizCallback):
             with self._extra_pass(trainer, pl_module):
                 occlusion = {layer: top_k_occlusion(pl_module, top, **self._occlusion).cpu() for layer, top in merged.items()}
         cpu = {layer: top.cpu() for layer, top in merged.items()}
+        to_rgb = display(self._model_info(trainer, pl_module).io, self.to_rgb)
         write_top_activations(
-            writer, cpu, trainer.global_step, to_rgb=self.to_rgb, sample_ids=kind, occlusion=occlusion, name=self.name
+            writer, cpu, trainer.global_step, to_rgb=to_rgb, sample_ids=kind, occlusion=occlusion, name=self.name
         )
 
     @staticmethod

@@ -7,6 +7,8 @@ from typing import Any, List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from tb_viz_plugin.methods.model_io import IO, TaskModel, as_io
+from tb_viz_plugin.methods.model_display import display
 from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods.activations import DEFAULT_UNITS, FeatureMaps, activation_layers, activation_maps
 from tb_viz_plugin.render import ToRGB
@@ -59,6 +61,7 @@ def log_activation_maps(
     to_rgb: Optional[ToRGB] = None,
     captions: Optional[Sequence[str]] = None,
     name: Optional[str] = None,
+    io: IO = None,
 ) -> List[str]:
     """Log the feature maps that ``images`` produce in ``layers`` (tags ``activation_maps/<layer>[/<name>]``).
 
@@ -74,6 +77,8 @@ def log_activation_maps(
         units: how many channels (the most active) or which channel indices.
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]``; ``None`` = min-max per image.
         captions: one caption prefix per image (e.g. ``"val #12"``); default ``"image i"``.
+        io: how the model takes inputs (``methods.model_io.ModelIO`` or a dict): a forward taking a
+            batch, how inputs are shown (``to_rgb`` or ``mean``/``std``).
         name: appended to every tag (tells two instances of the view apart).
 
     Returns:
@@ -91,6 +96,8 @@ def log_activation_maps(
         ...     log_activation_maps(writer, net, torch.randn(2, 3, 16, 16), step=0, layers=["1", "2"], units=4)
         ['activation_maps/1', 'activation_maps/2']
     """
-    results = activation_maps(model, images, activation_layers(model, layers), units)
+    io = as_io(io)
+    results = activation_maps(TaskModel(model, io), images, activation_layers(model, layers), units)
     cpu = {layer: result.cpu() for layer, result in results.items()}
-    return write_activation_maps(writer, images.detach().cpu(), cpu, step, to_rgb=to_rgb, captions=captions, name=name)
+    return write_activation_maps(writer, images.detach().cpu(), cpu, step, to_rgb=display(io, to_rgb), captions=captions,
+                                 name=name)  # fmt: skip

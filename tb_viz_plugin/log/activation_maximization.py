@@ -6,15 +6,31 @@ for units of a layer; each item's caption names the target and its final objecti
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Optional, Sequence
+import dataclasses
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
+import torch
 from torch import nn
 
+from tb_viz_plugin.methods.layers import model_device
+from tb_viz_plugin.methods.model_io import IO, as_io, prepare
 from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods.optvis.maximize import Maximization, activation_maximization
+from tb_viz_plugin.render import ToRGB, pixels_rgb
 from tb_viz_plugin.render import activation_maximization as draw
 
 KIND = "activation_maximization"
+
+
+def shown_rgb(
+    result: Maximization,
+    to_rgb: Optional[ToRGB] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+) -> Maximization:
+    """``result`` with its images as RGB for display (see ``render.pixels_rgb``); 3-channel results unchanged."""
+    groups = [dataclasses.replace(g, images=pixels_rgb(g.images, to_rgb, mean, std)) for g in result.groups]
+    return dataclasses.replace(result, groups=groups)
 
 
 def write_activation_maximization(writer: Any, result: Maximization, step: int, *, name: Optional[str] = None) -> List[str]:
@@ -42,12 +58,15 @@ def log_activation_maximization(
     class_names: Optional[Sequence[str]] = None,
     units: Optional[Mapping[str, Sequence[int]]] = None,
     steps: int = 64,
-    size: int = 64,
+    size: Union[int, Tuple[int, int]] = 64,
     param: str = "pyramid",
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
     seed: int = 0,
     name: Optional[str] = None,
+    channels: int = 3,
+    to_rgb: Optional[ToRGB] = None,
+    io: IO = None,
 ) -> List[str]:
     """Render the image each class (and each listed unit) wants to see, and log them at ``step``.
 
@@ -63,12 +82,17 @@ def log_activation_maximization(
         class_names: names of the outputs, for captions.
         units: ``{layer name: [channel, ...]}``: maximise each channel's mean activation.
         steps: optimisation steps.
-        size: image height and width (independent of the training resolution).
+        size: image side or ``(height, width)`` (the training images' for a fixed-size head).
         param: ``"pyramid"`` (multi-scale octaves), ``"fourier"`` (1/f spectrum) or ``"pixel"``.
         mean: per-channel mean of the model's input normalisation (``None`` = inputs in [0, 1]).
         std: per-channel standard deviation of that normalisation.
         seed: seed of the initial images and the random transforms (our own generator).
         name: appended to every tag (tells two instances of the view apart).
+        channels: the model's input channels (the images have as many).
+        to_rgb: model inputs -> RGB in ``[0, 1]`` for display (needed to choose how more than 3
+            channels are shown; default ``io.to_rgb``, else grey for 1, the first three for more).
+        io: how the model takes inputs and gives outputs (``methods.model_io.ModelIO`` or a dict):
+            the logits of a dict/tuple output, the task (what a class score is), ``mean``/``std``.
 
     Returns:
         The tags written.
@@ -87,8 +111,13 @@ def log_activation_maximization(
         ...                                 units={"0": [0, 1]}, steps=2, size=16)
         ['activation_maximization/output', 'activation_maximization/0']
     """
-    result = activation_maximization(
-        model, classes=classes, class_names=class_names, units=units, steps=steps, size=size, param=param,
-        mean=mean, std=std, seed=seed,
-    )  # fmt: skip
-    return write_activation_maximization(writer, result, step, name=name)
+    io = as_io(io)
+    mean, std, to_rgb = mean or io.mean, std or io.std, to_rgb or io.to_rgb
+    grey = torch.full((1, channels, *((size, size) if isinstance(size, int) else size)), 0.5, device=model_device(model))
+    wrapped, _ = prepare(model, grey, io)
+    with torch.inference_mode(False), torch.enable_grad():
+        result = activation_maximization(
+            wrapped, classes=classes, class_names=class_names, units=units, steps=steps, size=size, param=param,
+            mean=mean, std=std, seed=seed, channels=channels,
+        )  # fmt: skip
+    return write_activation_maximization(writer, shown_rgb(result, to_rgb, mean, std), step, name=name)

@@ -10,6 +10,8 @@ from torch import nn
 from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods.attribution import DEFAULT_METHODS, Attribution, Faithfulness, Targets, attribute
 from tb_viz_plugin.methods.attribution import faithfulness_scores
+from tb_viz_plugin.methods.model_io import IO, labels_as_classes, prepare
+from tb_viz_plugin.methods.model_display import display, task_class_names
 from tb_viz_plugin.render import ToRGB
 from tb_viz_plugin.render import attributions as draw
 
@@ -144,6 +146,7 @@ def log_attributions(
     indices: Optional[Sequence[int]] = None,
     faithfulness: Union[bool, Mapping[str, Any]] = False,
     name: Optional[str] = None,
+    io: IO = None,
 ) -> str:
     """Compute attribution maps of ``images`` (``methods.attribute``) and write them (see :func:`write_attributions`).
 
@@ -163,6 +166,9 @@ def log_attributions(
         faithfulness: ``True`` or options of ``methods.faithfulness_scores`` (``steps``, ``seed``,
             ``max_memory_mb``): deletion / insertion scores per method, also as scalars.
         name: appended to the tag (tells two instances of the view apart).
+        io: how the model takes inputs and gives outputs (``methods.model_io.ModelIO`` or a dict of
+            its fields): the logits of a dict/tuple output, a forward taking a batch, the task
+            (detected from the output and ``labels`` unless given), how inputs are shown.
 
     Returns:
         The tag written, ``attributions/<layers>/<target>[/<name>]``.
@@ -179,12 +185,15 @@ def log_attributions(
         'attributions/1/predicted'
     """
     scoring = check_faithfulness_options(faithfulness)
-    result = attribute(model, images, methods, targets, layers, options)
-    scores = None if scoring is None else faithfulness_scores(model, images, result, **scoring).cpu()
-    cpu_labels = None if labels is None else labels.detach().cpu()
+    wrapped, resolved = prepare(model, images, io, labels)
+    result = attribute(wrapped, images, methods, targets, layers, options, task=resolved.task or "multiclass")
+    scores = None if scoring is None else faithfulness_scores(wrapped, images, result, **scoring).cpu()
+    result = result.cpu()
+    classes = labels_as_classes(None if labels is None else labels.detach().cpu(), resolved.task)
+    names = task_class_names(resolved.task, result.probabilities.shape[1], class_names)
     return write_attributions(
-        writer, result.cpu(), images.detach().cpu(), step, labels=cpu_labels, class_names=class_names, to_rgb=to_rgb,
-        indices=indices, faithfulness=scores, name=name,
+        writer, result, images.detach().cpu(), step, labels=classes, class_names=names,
+        to_rgb=display(resolved, to_rgb), indices=indices, faithfulness=scores, name=name,
     )  # fmt: skip
 
 

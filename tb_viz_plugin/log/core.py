@@ -13,6 +13,20 @@ from tb_viz_plugin import summary
 from tb_viz_plugin.render import Panel
 
 
+COMPILED = "_orig_mod."
+"""What ``torch.compile`` puts into the module names of a compiled submodule."""
+
+
+def strip_compiled(name: str) -> str:
+    """A module name without ``torch.compile``'s ``_orig_mod.`` parts (tags keep the original names).
+
+    Example:
+        >>> strip_compiled("net._orig_mod.layer4"), strip_compiled("_orig_mod.conv1")
+        ('net.layer4', 'conv1')
+    """
+    return name.replace(COMPILED, "")
+
+
 def make_tag(kind: str, *what: str, name: Optional[str] = None) -> str:
     """``<kind>/<what...>[/<name>]``: the tag of one view of one instance.
 
@@ -25,6 +39,7 @@ def make_tag(kind: str, *what: str, name: Optional[str] = None) -> str:
     """
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ValueError(f"name must be None or a non-empty string, got {name!r}")
+    what = tuple(strip_compiled(part) if isinstance(part, str) else part for part in what)
     parts = [kind, *what, *([name] if name is not None else [])]
     if not all(isinstance(part, str) and part for part in parts):
         raise ValueError(f"every part of a tag must be a non-empty string, got {parts!r}")

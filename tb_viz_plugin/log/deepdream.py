@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -9,10 +10,26 @@ from torch import nn
 
 from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods.layers import one_layer
+from tb_viz_plugin.methods.model_io import IO, TaskModel, as_io
 from tb_viz_plugin.methods.optvis.deepdream import Dream, dream
+from tb_viz_plugin.render import ToRGB, pixels_rgb
 from tb_viz_plugin.render import deepdream as draw
 
 KIND = "deepdream"
+
+
+def shown_rgb(
+    result: Dream,
+    to_rgb: Optional[ToRGB] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+) -> Dream:
+    """``result`` with its originals and dreams as RGB for display (see ``render.pixels_rgb``)."""
+    return dataclasses.replace(
+        result,
+        originals=pixels_rgb(result.originals, to_rgb, mean, std),
+        dreams=pixels_rgb(result.dreams, to_rgb, mean, std),
+    )
 
 
 def write_deepdream(
@@ -50,13 +67,15 @@ def log_deepdream(
     std: Optional[Sequence[float]] = None,
     seed: int = 0,
     name: Optional[str] = None,
+    to_rgb: Optional[ToRGB] = None,
+    io: IO = None,
 ) -> str:
     """DeepDream each image at the layer and log it next to its original (tag ``deepdream/<layer>[/<name>]``).
 
     Args:
         writer: a ``torch.utils.tensorboard.SummaryWriter``.
         model: the network; not modified.
-        images: ``(N, 3, H, W)`` model inputs, normalised with ``mean``/``std`` like the dataset's.
+        images: ``(N, C, H, W)`` model inputs, normalised with ``mean``/``std`` like the dataset's.
         step: the global step to log at.
         layers: the module whose activations are amplified (a name or a one-element list).
         captions: one per image (e.g. ``"#12 circle"``); default ``"image <i>"``.
@@ -66,6 +85,10 @@ def log_deepdream(
         std: per-channel standard deviation of that normalisation.
         seed: seed of the jitter (our own generator).
         name: appended to the tag (tells two instances of the view apart).
+        to_rgb: model inputs -> RGB in ``[0, 1]`` for display (default ``io.to_rgb``, else 3
+            channels as they are, one as grey, more as the first three).
+        io: how the model takes inputs (``methods.model_io.ModelIO`` or a dict): a forward taking a
+            batch, ``mean``/``std`` (when not given here), ``to_rgb``.
 
     Returns:
         The tag written.
@@ -87,5 +110,8 @@ def log_deepdream(
         raise ValueError("log_deepdream needs the layer to dream at: layers=<module name>")
     if captions is not None and len(captions) != len(images):
         raise ValueError(f"got {len(captions)} captions for {len(images)} images")
-    result = dream(model, images, layer, octaves=octaves, steps=steps, mean=mean, std=std, seed=seed)
-    return write_deepdream(writer, result, step, captions=captions, name=name)
+    io = as_io(io)
+    mean, std, to_rgb = mean or io.mean, std or io.std, to_rgb or io.to_rgb
+    with torch.inference_mode(False), torch.enable_grad():
+        result = dream(TaskModel(model, io), images, layer, octaves=octaves, steps=steps, mean=mean, std=std, seed=seed)
+    return write_deepdream(writer, shown_rgb(result, to_rgb, mean, std), step, captions=captions, name=name)

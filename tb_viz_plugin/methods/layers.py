@@ -80,8 +80,12 @@ def resolve_layers(
             raise LayerNotFoundError(f"layer names must be strings, got {name!r}")
         if name not in modules:
             # A LightningModule usually wraps the network (``self.model``): accept the name the
-            # network itself uses when exactly one module path ends with it.
-            matches = [full for full in modules if full.endswith("." + name)]
+            # network itself uses when exactly one module path ends with it; ``torch.compile``
+            # adds ``_orig_mod.`` to the names below it: accept the names without it.
+            plain = {full.replace("_orig_mod.", ""): full for full in modules}
+            matches = [plain[name]] if name in plain else [
+                full for short, full in plain.items() if short.endswith("." + name)
+            ]
             if len(matches) != 1:
                 hint = f" (ambiguous: {_listing(matches)})" if matches else ""
                 raise LayerNotFoundError(

@@ -95,17 +95,43 @@ def upscale(tiles: torch.Tensor, min_tile: int) -> Tuple[torch.Tensor, int]:
 
 
 
+def pixels_rgb(
+    images: torch.Tensor,
+    to_rgb: Optional[ToRGB] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+) -> torch.Tensor:
+    """Images in ``[0, 1]`` of any channel count (generated, un-normalised) as RGB ``(N, 3, H, W)``.
+
+    With ``to_rgb`` (which takes model inputs), the images are normalised with ``mean``/``std``
+    first; without, three channels are shown as they are, fewer as grey (the first), more as
+    the first three.
+
+    Example:
+        >>> pixels_rgb(torch.rand(2, 1, 4, 4)).shape, pixels_rgb(torch.rand(2, 5, 4, 4)).shape
+        (torch.Size([2, 3, 4, 4]), torch.Size([2, 3, 4, 4]))
+    """
+    if to_rgb is not None:
+        channels = images.shape[1]
+        shift = torch.tensor(mean if mean is not None else [0.0] * channels).view(1, -1, 1, 1).to(images)
+        scale = torch.tensor(std if std is not None else [1.0] * channels).view(1, -1, 1, 1).to(images)
+        return to_rgb((images - shift) / scale).float().clamp(0, 1)
+    if images.shape[1] == 3:
+        return images
+    return images[:, :1].expand(-1, 3, -1, -1) if images.shape[1] < 3 else images[:, :3]
+
+
 def input_rgb(images: torch.Tensor, to_rgb: Optional[ToRGB] = None) -> torch.Tensor:
     """Model inputs as displayable images ``(N, H, W, 3)`` in ``[0, 1]`` on the CPU.
 
     Args:
         images: ``(N, C, H, W)`` inputs (crops included).
         to_rgb: maps inputs to ``(N, 3, H, W)`` in ``[0, 1]``; ``None`` = min-max scaling of each image
-            (over all its channels), with one channel shown as grey.
+            (over all its channels), with one channel shown as grey, two as the first in grey, more
+            than three as the first three.
 
     Raises:
-        ValueError: ``to_rgb`` is ``None`` and the inputs have neither 1 nor 3 channels, or ``to_rgb``
-            returns another shape.
+        ValueError: ``to_rgb`` returns another shape.
 
     Example:
         >>> input_rgb(torch.randn(2, 1, 8, 8)).shape
@@ -118,7 +144,7 @@ def input_rgb(images: torch.Tensor, to_rgb: Optional[ToRGB] = None) -> torch.Ten
             raise ValueError(f"to_rgb must return (N, 3, H, W) for inputs {tuple(images.shape)}, got {tuple(rgb.shape)}")
     else:
         if images.shape[1] not in (1, 3):
-            raise ValueError(f"inputs with {images.shape[1]} channels need a to_rgb function to be shown")
+            images = images[:, :3] if images.shape[1] > 3 else images[:, :1]
         flat = images.float().flatten(1)
         low, high = flat.min(1).values, flat.max(1).values
         rgb = (images.float() - low[:, None, None, None]) / (high - low).clamp_min(1e-12)[:, None, None, None]

@@ -20,6 +20,7 @@ from tb_viz_plugin.methods.attribution.result import Attribution
 from tb_viz_plugin.methods.attribution.shared_pass import method_maps, shared_pass
 from tb_viz_plugin.methods.attribution.targets import Targets, check_targets, describe_targets
 from tb_viz_plugin.methods.layers import preserved_training_flags, resolve_layers
+from tb_viz_plugin.methods.model_io import scores
 
 Layers = Optional[Union[str, Sequence[str]]]
 
@@ -31,6 +32,7 @@ def attribute(
     targets: Targets = "predicted",
     layers: Layers = None,
     options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    task: str = "multiclass",
 ) -> Attribution:
     """Attribution maps of several methods for a batch of images, sharing passes where possible.
 
@@ -52,6 +54,10 @@ def attribute(
         options: per-method keyword options: ``smooth_grad`` (samples, noise, seed),
             ``integrated_gradients`` (steps, baseline), ``occlusion`` (window, stride, baseline,
             max_memory_mb).
+        task: what the outputs mean (see ``methods.model_io.scores``): ``"multiclass"`` (softmax),
+            ``"multilabel"`` (a sigmoid per label), ``"regression"`` (the values), ``"binary"`` and
+            ``"segmentation"`` (softmax of a ``TaskModel``'s two or K scores). Sets the
+            probabilities and what occlusion compares.
 
     Returns:
         An :class:`Attribution`: maps ``(N, H, W)`` float32 on the images' device (raw values,
@@ -73,6 +79,8 @@ def attribute(
     """
     names = check_methods(methods)
     chosen_options = check_options(names, options)
+    if "occlusion" in names and task != "multiclass":
+        chosen_options["occlusion"] = {"score": lambda outputs: scores(outputs, task), **chosen_options.get("occlusion", {})}
     check_targets(targets)
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -96,7 +104,7 @@ def attribute(
         maps = method_maps(model, x.detach(), names, layer_names, head, shared, chosen_options)
     return Attribution(
         maps=maps,
-        probabilities=shared.logits.float().softmax(1),
+        probabilities=scores(shared.logits, task),
         targets=shared.targets,
         target=describe_targets(targets),
         layers=layer_names,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -74,6 +74,7 @@ def occlusion_maps(
     stride: Optional[Union[int, Sequence[int]]] = None,
     baseline: Union[float, torch.Tensor] = 0.0,
     max_memory_mb: float = 1024.0,
+    score: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> torch.Tensor:
     """Occlusion sensitivity maps: the drop of each image's target probability when a window is covered.
 
@@ -96,6 +97,8 @@ def occlusion_maps(
         baseline: what covers the window: a number (0 = the dataset mean, grey, for normalised
             inputs) or a tensor broadcastable to ``(C, H, W)``.
         max_memory_mb: memory budget of one chunk of occluded images.
+        score: outputs ``(B, K)`` -> what is compared, ``(B, K)``; default the softmax (a sigmoid
+            per label for multi-label models, the values themselves for regression).
 
     Returns:
         ``(N, H, W)`` float32, signed (occluding may also raise the probability).
@@ -135,7 +138,9 @@ def occlusion_maps(
             image = torch.where(occluded, (job - n) // positions, job)
             window = torch.where(occluded, (job - n) % positions + 1, 0)
             batch = torch.where(windows[window][:, None], fill, images[image])
-            probability[start : start + len(job)] = model(batch).float().softmax(1).gather(1, targets[image][:, None]).squeeze(1)
+            outputs = model(batch).float()
+            outputs = outputs.softmax(1) if score is None else score(outputs)
+            probability[start : start + len(job)] = outputs.gather(1, targets[image][:, None]).squeeze(1)
     drops = probability[:n, None] - probability[n:].view(n, positions)
     drops = drops.view(n, rows.shape[0], cols.shape[0])
     covered = rows.sum(0)[:, None] * cols.sum(0)[None, :]

@@ -94,7 +94,7 @@ def deepdream(
         raise ValueError(f"need octaves >= 1, steps >= 1, octave_scale > 0; got {octaves}, {steps}, {octave_scale}")
     generator = own_generator(generator)
     objective = energy(layer)
-    with scoring(model, objective, mean, std) as score:
+    with scoring(model, objective, mean, std, truncate=True) as score:
         original = images.detach().clone()
         detail = torch.zeros_like(original)
         for size in octave_sizes(*original.shape[-2:], octaves, octave_scale):
@@ -151,7 +151,7 @@ def dream(
 
     Args:
         model: the network; not modified.
-        inputs: ``(N, 3, H, W)`` model inputs, normalised with ``mean``/``std`` (inference tensors are fine).
+        inputs: ``(N, C, H, W)`` model inputs, normalised with ``mean``/``std`` (inference tensors are fine).
         layer: module name whose activations are amplified (a unique ending of a full name is fine).
         octaves: scales, smallest to full size.
         steps: gradient steps per octave.
@@ -174,7 +174,7 @@ def dream(
     (path,) = resolve_layers(model, layer, accept=lambda module: True, what="module")
     with torch.inference_mode(False):
         originals = from_model_input(inputs.detach().clone(), mean, std)  # a normal tensor, even from inference mode
-    before = evaluate(model, energy(path), originals, mean=mean, std=std)
+    before = evaluate(model, energy(path), originals, mean=mean, std=std, truncate=True)
     generator = torch.Generator().manual_seed(seed)
     result = deepdream(model, originals, path, octaves=octaves, steps=steps, mean=mean, std=std, generator=generator)
     return Dream(path, originals.detach().cpu(), result.images.cpu(), before, result.values, octaves, steps)

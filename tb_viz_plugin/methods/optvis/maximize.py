@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from tb_viz_plugin.methods.classes import class_name
 from tb_viz_plugin.methods.layers import model_device, preserved_training_flags, resolve_layers
 from tb_viz_plugin.methods.optvis import objectives
 from tb_viz_plugin.methods.optvis.optimize import render, to_model_input
-from tb_viz_plugin.methods.optvis.param import fourier_image, pixel_image, pyramid_image
+from tb_viz_plugin.methods.optvis.param import ImageParam, fourier_image, pixel_image, pyramid_image
 
 OUTPUT = objectives.OUTPUT
 """The group of the class logits (the model's output); other groups are named by their layer."""
@@ -70,15 +70,52 @@ class Maximization:
         return sum(len(group.labels) for group in self.groups)
 
 
-def output_width(model: nn.Module, size: int, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]) -> int:
-    """Number of model outputs (classes), from one forward pass of a grey ``size`` x ``size`` image.
+def _pair(size: Union[int, Tuple[int, int]]) -> Tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def fit_param(
+    make: Callable[..., ImageParam], n: int, size: Tuple[int, int], channels: int, generator: torch.Generator,
+    device: torch.device,
+) -> ImageParam:
+    """A square RGB parametrization made into ``(n, channels, *size)`` images.
+
+    The square side is the larger of ``size`` (centre-cropped to it); one channel is the mean of
+    RGB, more than three come from ``ceil(channels / 3)`` RGB images stacked along the channels.
+
+    Example:
+        >>> from tb_viz_plugin.methods.optvis.param import pixel_image
+        >>> params, image_fn = fit_param(pixel_image, 2, (12, 16), 4, torch.Generator(), torch.device("cpu"))
+        >>> tuple(image_fn().shape)
+        (2, 4, 12, 16)
+    """
+    side, groups = max(size), max(1, -(-channels // 3))
+    params, rgb_fn = make(n * groups, side, generator=generator, device=device)
+    top, left = (side - size[0]) // 2, (side - size[1]) // 2
+
+    def image_fn() -> torch.Tensor:
+        images = rgb_fn()[..., top : top + size[0], left : left + size[1]]
+        if channels == 3:
+            return images
+        if channels < 3:
+            return images.mean(1, keepdim=True).expand(-1, channels, -1, -1)
+        return images.view(groups, n, 3, *size).permute(1, 0, 2, 3, 4).reshape(n, 3 * groups, *size)[:, :channels]
+
+    return params, image_fn
+
+
+def output_width(
+    model: nn.Module, size: Union[int, Tuple[int, int]], mean: Optional[Sequence[float]], std: Optional[Sequence[float]],
+    channels: int = 3,
+) -> int:
+    """Number of model outputs (classes), from one forward pass of a grey ``size`` image of ``channels``.
 
     Example:
         >>> output_width(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5)), 8, None, None)
         5
     """
     with preserved_training_flags(model), torch.inference_mode(False), torch.no_grad():
-        grey = torch.full((1, 3, size, size), 0.5, device=model_device(model))
+        grey = torch.full((1, channels, *_pair(size)), 0.5, device=model_device(model))
         return int(model(to_model_input(grey, mean, std)).flatten(1).shape[1])
 
 
@@ -119,11 +156,12 @@ def activation_maximization(
     class_names: Optional[Sequence[str]] = None,
     units: Optional[Mapping[str, Sequence[int]]] = None,
     steps: int = 64,
-    size: int = 64,
+    size: Union[int, Tuple[int, int]] = 64,
     param: str = "pyramid",
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
     seed: int = 0,
+    channels: int = 3,
 ) -> Maximization:
     """Render the image each class (and each listed unit) wants to see, all targets as one batch.
 
@@ -138,11 +176,14 @@ def activation_maximization(
         class_names: names of the outputs, for the labels.
         units: ``{layer name: [channel, ...]}``: maximise each channel's mean activation.
         steps: optimisation steps.
-        size: image height and width (independent of the training resolution).
+        size: image side, or ``(height, width)`` (e.g. the training images' size, for a network
+            with a fixed-size head: the transforms keep it).
         param: ``"pyramid"``, ``"fourier"`` or ``"pixel"``; see ``PARAMETRIZATIONS``.
         mean: per-channel mean of the model's input normalisation (``None`` = inputs in [0, 1]).
         std: per-channel standard deviation of that normalisation.
         seed: seed of the initial images and the random transforms.
+        channels: the model's input channels; images of other than 3 channels are made from RGB
+            ones (grey = their mean; more channels from further RGB images).
 
     Returns:
         A :class:`Maximization`: one :class:`TargetGroup` for the classes (if any), then one per layer.
@@ -161,7 +202,7 @@ def activation_maximization(
     if param not in PARAMETRIZATIONS:
         raise ValueError(f"param must be one of {sorted(PARAMETRIZATIONS)}, got {param!r}")
     if classes is None:
-        width = output_width(model, size, mean, std)
+        width = output_width(model, size, mean, std, channels)
         if width > MAX_CLASSES:
             raise ValueError(f"the model has {width} outputs; pass classes=[...] with at most {MAX_CLASSES}")
         classes = range(width)
@@ -174,7 +215,7 @@ def activation_maximization(
     result = render(
         model,
         objectives.batched(chosen),
-        PARAMETRIZATIONS[param](len(chosen), size, generator=generator, device=model_device(model)),
+        fit_param(PARAMETRIZATIONS[param], len(chosen), _pair(size), channels, generator, model_device(model)),
         steps=steps,
         mean=mean,
         std=std,

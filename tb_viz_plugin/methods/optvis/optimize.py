@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from tb_viz_plugin.methods.hooks import LayerHooks
+from tb_viz_plugin.methods.hooks import LayerHooks, StopForward
 from tb_viz_plugin.methods.layers import preserved_training_flags, resolve_layers
 from tb_viz_plugin.methods.optvis.objectives import INPUT, OUTPUT, Objective
 from tb_viz_plugin.methods.optvis.param import ImageParam, own_generator
@@ -81,11 +82,14 @@ def scoring(
     objective: Objective,
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
+    truncate: bool = False,
 ) -> Iterator[Score]:
     """Context yielding ``score(image, seen)``: the objective of images (``seen`` = what the model sees).
 
     Inside: eval mode (flags restored after), out of inference mode, gradients enabled, hooks on
-    the layers the objective reads (removed after).
+    the layers the objective reads (removed after). With ``truncate`` (an objective that reads
+    layers only, not ``OUTPUT``), each forward pass stops after the last layer it reads, so the
+    rest of the network (e.g. a fixed-size head) never sees the image's size.
 
     Raises:
         LayerNotFoundError: the objective reads a layer the model does not have.
@@ -97,8 +101,12 @@ def scoring(
         aliases.setdefault(path, []).append(name)
     activations: Dict[str, torch.Tensor] = {}
 
+    stop = truncate and bool(aliases)
+
     def keep(path: str, output: torch.Tensor) -> None:
         activations.update(dict.fromkeys(aliases[path], output))
+        if stop and all(name in activations for names in aliases.values() for name in names):
+            raise StopForward
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(preserved_training_flags(model))
@@ -108,8 +116,11 @@ def scoring(
 
         def score(image: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
             activations.clear()
-            output = model(to_model_input(seen, mean, std))
-            return objective({**activations, INPUT: image, OUTPUT: output})
+            try:
+                outputs = {OUTPUT: model(to_model_input(seen, mean, std))}
+            except StopForward:
+                outputs = {}
+            return objective({**activations, INPUT: image, **outputs})
 
         yield score
 
@@ -121,6 +132,7 @@ def evaluate(
     *,
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
+    truncate: bool = False,
 ) -> torch.Tensor:
     """The objective of ``images`` (``(N, 3, H, W)`` in ``[0, 1]``) as seen untransformed: ``(N,)`` float32 CPU.
 
@@ -130,7 +142,7 @@ def evaluate(
         >>> evaluate(net, class_logit(0), torch.rand(2, 3, 16, 16)).shape
         torch.Size([2])
     """
-    with scoring(model, objective, mean, std) as score, torch.no_grad():
+    with scoring(model, objective, mean, std, truncate) as score, torch.no_grad():
         images = images.detach().clone()  # a normal tensor even when the caller's is an inference tensor
         return score(images, images).detach().float().cpu()
 
@@ -156,7 +168,7 @@ def render(
     summed scores (each image's gradient depends on its own score only).
 
     Args:
-        model: any ``nn.Module`` taking normalised ``(N, 3, H, W)`` images; not modified.
+        model: any ``nn.Module`` taking normalised ``(N, C, H, W)`` images; not modified.
         objective: what to maximise; a ``batched`` objective needs exactly N images.
         param: ``(params, image_fn)`` from :mod:`.param` (create it inside any ``inference_mode``
             block's ``inference_mode(False)``, on the model's device).
@@ -210,7 +222,10 @@ def render(
     with scoring(model, objective, mean, std) as score:
         for step in range(1, steps + 1):
             image = image_fn()
-            grads = torch.autograd.grad(score(image, pipeline(image, generator)).sum(), params)
+            seen = pipeline(image, generator)
+            if seen.shape[-2:] != image.shape[-2:]:  # the model sees the images' size (fixed-size heads)
+                seen = F.interpolate(seen, size=image.shape[-2:], mode="bilinear", align_corners=False)
+            grads = torch.autograd.grad(score(image, seen).sum(), params)
             for parameter, grad in zip(params, grads):
                 # fused Adam reads grad memory in the parameter's layout: a channels-last gradient
                 # (a model run channels-last) must be copied into that layout first
