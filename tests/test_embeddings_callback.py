@@ -35,7 +35,7 @@ def _projector_features(tmp_path, step, tag=TAG):
 
 
 def test_each_epoch_embeds_the_same_samples_with_the_model_s_own_features(tmp_path):
-    callback = Embeddings(num_samples=12, class_names=["a", "b", "c", "d"], strict=True)
+    callback = Embeddings(num_samples=12, class_names=["a", "b", "c", "d"], strict=True, every_n_epochs=1)
     module = tiny_module()
     trainer = tiny_trainer(tmp_path, [callback], max_epochs=3, limit_val_batches=1.0)
     trainer.fit(module)

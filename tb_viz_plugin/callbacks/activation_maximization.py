@@ -35,7 +35,10 @@ class ActivationMaximization(RankZeroCallback):
         units: ``{layer name: [channel, ...]}``: also maximise these channels' mean activations.
         steps: optimisation steps per logged epoch.
         size: image side in pixels (independent of the training resolution).
-        every_n_epochs: log every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
+        budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
+            the training time (see ``VizCallback``); ``None`` = every epoch.
         class_names: output names for captions; default the module's or the dataset's, if any.
         mean: per-channel mean the model's inputs are normalised with (``None`` = inputs in [0, 1]).
         std: per-channel standard deviation of that normalisation.
@@ -65,7 +68,7 @@ class ActivationMaximization(RankZeroCallback):
         units: Optional[Mapping[str, Sequence[int]]] = None,
         steps: int = 64,
         size: int = 64,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         class_names: Optional[Sequence[str]] = None,
         mean: Optional[Sequence[float]] = None,
         std: Optional[Sequence[float]] = None,
@@ -73,8 +76,9 @@ class ActivationMaximization(RankZeroCallback):
         seed: int = 0,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, budget=budget)
         owner = "ActivationMaximization"
         check_positive(owner, steps=steps, size=size)
         if classes is not None:
@@ -137,4 +141,5 @@ class ActivationMaximization(RankZeroCallback):
                 seed=self.seed,
                 **self.normalization,
             )
-        write_activation_maximization(writer, result, trainer.global_step, name=self.name)
+        self._write_later(trainer, self._what, write_activation_maximization, writer, result, trainer.global_step,
+                          name=self.name)  # fmt: skip

@@ -59,7 +59,10 @@ class AttributionMaps(RankZeroCallback):
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` for display (e.g.
             un-normalising); ``None`` = min-max per image. Picklable (module-level) for DDP spawn.
         options: per-method options, e.g. ``{"occlusion": {"window": 16, "stride": 8}}``.
-        every_n_epochs: log every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
+        budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
+            the training time (see ``VizCallback``); ``None`` = every epoch.
         strict: re-raise errors instead of warning.
         name: appended to the tag, to tell this instance from another one with the same layers and
             target (e.g. other methods or probe images).
@@ -88,11 +91,12 @@ class AttributionMaps(RankZeroCallback):
         class_names: Optional[Sequence[str]] = None,
         to_rgb: Optional["ToRGB"] = None,
         options: Optional[Mapping[str, Mapping[str, Any]]] = None,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
     ) -> None:
-        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name)
+        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, budget=budget)
         with misconfiguration("AttributionMaps"):
             self.methods = check_methods(methods)
             self.options = check_options(self.methods, options)
@@ -142,12 +146,15 @@ class AttributionMaps(RankZeroCallback):
         self._layers = result.layers or self._layers
         result = dataclasses.replace(result.cpu(), target=self._target_name())
         claim_tags(trainer, self, [attribution_tag(result.layers, result.target, self.name)])
-        write_attributions(
+        self._write_later(
+            trainer,
+            self._what,
+            write_attributions,
             writer,
             result,
-            images.cpu(),
+            images,
             trainer.global_step,
-            labels=None if labels is None else labels.cpu(),
+            labels=labels,
             class_names=class_names_for(self.class_names, trainer, pl_module),
             to_rgb=self.to_rgb,
             indices=indices,

@@ -32,7 +32,10 @@ class DeepDream(RankZeroCallback):
             or a one-element list).
         num_images: number of probe images (ignored when ``indices`` is given).
         indices: explicit validation-set indices of the probe images.
-        every_n_epochs: log every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
+        budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
+            the training time (see ``VizCallback``); ``None`` = every epoch.
         octaves: scales, each 1.4x larger, the last the full image size.
         steps: gradient steps per octave.
         class_names: label names for captions; default the module's or the dataset's, if any.
@@ -61,7 +64,7 @@ class DeepDream(RankZeroCallback):
         layers: Union[str, Sequence[str]],
         num_images: int = 4,
         indices: Optional[Sequence[int]] = None,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         octaves: int = 3,
         steps: int = 10,
         class_names: Optional[Sequence[str]] = None,
@@ -70,8 +73,9 @@ class DeepDream(RankZeroCallback):
         seed: int = 0,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
     ) -> None:
-        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name)
+        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, budget=budget)
         check_positive("DeepDream", octaves=octaves, steps=steps)
         with misconfiguration("DeepDream"):
             layer = one_layer(layers, "DeepDream")
@@ -106,4 +110,5 @@ class DeepDream(RankZeroCallback):
         with self._extra_pass(trainer, pl_module, grad=True):
             result = dream(pl_module, images, self._layer, octaves=self.octaves, steps=self.steps, seed=self.seed,
                            **self.normalization)  # fmt: skip
-        write_deepdream(writer, result, trainer.global_step, captions=captions, name=self.name)
+        self._write_later(trainer, self._what, write_deepdream, writer, result, trainer.global_step, captions=captions,
+                          name=self.name)  # fmt: skip

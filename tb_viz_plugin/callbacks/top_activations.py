@@ -63,7 +63,10 @@ class TopActivations(VizCallback):
         layers: module names; any layer whose output is ``(N, C, H, W)``. ``None`` = the last ``Conv2d``.
         units: channels shown per layer: ``None`` = the first 16, ``n`` = the first n, or a list of indices.
         k: patches per unit.
-        every_n_epochs: track every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
+        budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
+            the training time (see ``VizCallback``); ``None`` = every epoch.
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising);
             ``None`` = min-max per patch. Must be picklable (a module-level function) for DDP spawn.
         strict: re-raise errors instead of warning.
@@ -86,12 +89,13 @@ class TopActivations(VizCallback):
         layers: Optional[Union[str, Sequence[str]]] = None,
         units: Units = None,
         k: int = 9,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         to_rgb: Optional["ToRGB"] = None,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, budget=budget)
         check_positive("TopActivations", k=k)
         if isinstance(units, int):
             check_positive("TopActivations", units=units)
@@ -194,8 +198,8 @@ class TopActivations(VizCallback):
             return
         writer = self._writer(trainer)
         if writer is not None:
-            cpu = {layer: top.cpu() for layer, top in merged.items()}
-            write_top_activations(writer, cpu, trainer.global_step, to_rgb=self.to_rgb, sample_ids=kind, name=self.name)
+            self._write_later(trainer, "logging top activations", write_top_activations, writer, merged,
+                              trainer.global_step, to_rgb=self.to_rgb, sample_ids=kind, name=self.name)  # fmt: skip
 
     @staticmethod
     def _gather(trainer: "pl.Trainer", pl_module: "pl.LightningModule", results: Dict[str, UnitTopK]) -> Dict[str, UnitTopK]:
@@ -231,9 +235,11 @@ class TopActivations(VizCallback):
 
     @override
     def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
         self._stop()
 
     @override
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
         self._stop()
 
