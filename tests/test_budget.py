@@ -1,12 +1,19 @@
 """The schedule (budget, every_n_epochs) and the background writer, inside real Trainers."""
 
+import os
 import time
 import warnings
 
 import pytest
+import torch
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from tensorboard import context as tb_context
 from tensorboard.backend.event_processing import event_accumulator
+from torch.utils.tensorboard import SummaryWriter
+
+from tb_viz_plugin import write_embeddings
+from tb_viz_plugin.methods import embed
+from tb_viz_plugin.projector import read_tensor
 
 from tb_viz_plugin.callbacks import ActivationMaps, FilterGrid
 from tb_viz_plugin.callbacks.base import RankZeroCallback
@@ -104,3 +111,47 @@ def test_strict_raises_where_it_happens(tmp_path):
     callback = ActivationMaps(layers="net.0.1", num_images=2, units=2, to_rgb=broken, strict=True)
     with pytest.raises(RuntimeError, match="to_rgb exploded"):
         tiny_trainer(tmp_path, [callback], max_epochs=1).fit(tiny_module())
+
+
+def _size(folder):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files)
+
+
+def _write_epochs(run_dir, samples, dims, epochs=3):
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(samples, dims, generator=generator)
+    labels = torch.arange(samples) % 10
+    images = torch.rand(samples, 3, 32, 32, generator=generator)
+    sizes = []
+    with SummaryWriter(run_dir) as writer:
+        for step in range(epochs):
+            write_embeddings(writer, "fc.input", embed(features + 0.1 * step), step, labels=labels, predicted=labels,
+                             images=images)
+            writer.flush()
+            sizes.append(_size(run_dir))
+    return features, sizes
+
+
+@pytest.mark.slow  # 1,000 x 512 features, three epochs
+def test_embeddings_of_1000_samples_cost_under_1_5_mb_per_later_epoch(tmp_path):
+    _, sizes = _write_epochs(str(tmp_path / "run"), 1000, 512)
+    assert sizes[0] > 1_500_000  # the first epoch holds the sprite (twice: tab and Projector)
+    assert sizes[2] - sizes[1] < 1_500_000 and sizes[1] - sizes[0] < 1_500_000, sizes
+
+
+def test_the_sprite_is_stored_once_and_every_epoch_still_shows_it(tmp_path):
+    run_dir = str(tmp_path / "run")
+    features, sizes = _write_epochs(run_dir, 100, 256)
+    plugin, _ = make_plugin(str(tmp_path))
+    assert list(plugin.tags_impl(CTX, "")["run"]) == ["embeddings/fc.input"]  # the blob store is no view
+    (first,) = plugin.items_impl(CTX, "", "run", "embeddings/fc.input", 0)["items"]
+    (last,) = plugin.items_impl(CTX, "", "run", "embeddings/fc.input", 2)["items"]
+    assert last["url"] == first["url"] and "stored" not in last and last["tile"] == first["tile"]
+    assert plugin.blob_impl(CTX, last["url"])[:4] == b"\x89PNG"
+    assert len(os.listdir(os.path.join(run_dir, "embeddings%2ffc.input"))) == 1  # the Projector's sprite, once
+    tensor = read_tensor(run_dir, "embeddings/fc.input:00002")
+    assert tensor.shape == (100, 128)  # the top principal axes of the 256-d features
+    centred = features.double() - features.double().mean(0)
+    variances = torch.linalg.eigvalsh(centred.T @ centred).flip(0)
+    kept = float((torch.from_numpy(tensor).double() ** 2).sum() / variances.sum())
+    assert kept == pytest.approx(float(variances[:128].sum() / variances.sum()), rel=1e-3)

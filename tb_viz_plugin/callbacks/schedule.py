@@ -16,7 +16,6 @@ percent of the training time); the tab offers both among its curves.
 
 from __future__ import annotations
 
-import threading
 import time
 import weakref
 from typing import Any, Dict, List, Optional
@@ -79,7 +78,12 @@ class Schedule:
         self._clock: Optional[_TrainerClock] = None
         self._start: Optional[float] = None
         self._first_epoch = 0
-        self._lock = threading.Lock()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Picklable (DDP spawn): the Trainer's clock stays behind; ``join`` at ``setup`` finds the new one."""
+        state = dict(self.__dict__)
+        state["_clock"] = None
+        return state
 
     def describe(self) -> str:
         """The schedule in words."""
