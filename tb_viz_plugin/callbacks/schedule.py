@@ -144,6 +144,11 @@ class Schedule:
         spent = self._clock.spent if self._clock is not None else 0.0
         return max(time.perf_counter() - self._start - spent, 1e-9)
 
+    def total_cost(self) -> float:
+        """Seconds this callback spent in the current fit so far (training thread and background jobs done)."""
+        self._settle()
+        return self.cost
+
     def overhead(self) -> float:
         """This callback's cost so far as a fraction of the training time."""
         self._settle()
