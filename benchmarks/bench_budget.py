@@ -38,16 +38,7 @@ import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from tb_viz_plugin.callbacks import (
-    ActivationMaps,
-    ActivationMaximization,
-    AttributionMaps,
-    DeepDream,
-    Embeddings,
-    FilterGrid,
-    TopActivations,
-    VizCallback,
-)
+from tb_viz_plugin import callbacks as viz
 
 
 class Clock(pl.Callback):
@@ -95,15 +86,8 @@ def _resnet_data(n_train: int, n_val: int) -> Tuple[DataLoader, DataLoader]:
 
 def resnet_callbacks() -> Dict[str, Callable[[], pl.Callback]]:
     """Every callback at its defaults (DeepDream needs a layer: ``layer3``)."""
-    return {
-        "FilterGrid": FilterGrid,
-        "ActivationMaps": ActivationMaps,
-        "TopActivations": TopActivations,
-        "AttributionMaps": AttributionMaps,
-        "Embeddings": Embeddings,
-        "ActivationMaximization": ActivationMaximization,
-        "DeepDream": lambda: DeepDream("model.layer3"),
-    }
+    names = ["FilterGrid", "ActivationMaps", "TopActivations", "AttributionMaps", "Embeddings", "ActivationMaximization"]
+    return {**{name: getattr(viz, name) for name in names}, "DeepDream": lambda: viz.DeepDream("model.layer3")}
 
 
 def demo_set() -> Dict[str, Callable[[], pl.Callback]]:
@@ -139,7 +123,7 @@ def _fit(model: str, callbacks: List[pl.Callback], epochs: int, root: str) -> Di
         warnings.filterwarnings("ignore")
         trainer.fit(module, *loaders)
     wall, cpu = time.perf_counter() - clock.wall, time.process_time() - clock.cpu
-    ours = [cb for cb in callbacks if isinstance(cb, VizCallback)]
+    ours = [cb for cb in callbacks if isinstance(cb, viz.VizCallback)]
     logged = {type(cb).__name__: list(cb._schedule.logged) for cb in ours}
     spent = {type(cb).__name__: cb._schedule.total_cost() for cb in ours}
     return {"wall": wall, "cpu": cpu, "bytes": _size(os.path.join(root, "run", "v0")), "logged": logged, "spent": spent}
