@@ -10,6 +10,7 @@ from typing_extensions import override
 
 from tb_viz_plugin.callbacks.base import RankZeroCallback, check_normalization, check_positive, class_names_for
 from tb_viz_plugin.callbacks.base import resolve_activation_layers
+from tb_viz_plugin.callbacks.probes import _split_sample, validation_dataset
 from tb_viz_plugin.log import make_tag, write_activation_maximization
 from tb_viz_plugin.log.activation_maximization import KIND
 from tb_viz_plugin.methods import activation_maximization
@@ -34,7 +35,8 @@ class ActivationMaximization(RankZeroCallback):
             64); ``[]`` = none.
         units: ``{layer name: [channel, ...]}``: also maximise these channels' mean activations.
         steps: optimisation steps per logged epoch.
-        size: image side in pixels (independent of the training resolution).
+        size: image side in pixels; ``None`` = the validation images' longer side, within 32-128
+            px (the scale the network was trained at: work sized to the data).
         every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
             and the last epoch).
         budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
@@ -67,7 +69,7 @@ class ActivationMaximization(RankZeroCallback):
         classes: Optional[Sequence[int]] = None,
         units: Optional[Mapping[str, Sequence[int]]] = None,
         steps: int = 64,
-        size: int = 64,
+        size: Optional[int] = None,
         every_n_epochs: Optional[int] = None,
         class_names: Optional[Sequence[str]] = None,
         mean: Optional[Sequence[float]] = None,
@@ -80,7 +82,7 @@ class ActivationMaximization(RankZeroCallback):
     ) -> None:
         super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, budget=budget)
         owner = "ActivationMaximization"
-        check_positive(owner, steps=steps, size=size)
+        check_positive(owner, steps=steps, **({} if size is None else {"size": size}))
         if classes is not None:
             classes = list(classes)
             if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in classes):
@@ -136,10 +138,19 @@ class ActivationMaximization(RankZeroCallback):
                 class_names=class_names_for(self.class_names, trainer, pl_module),
                 units=self._resolved,
                 steps=self.steps,
-                size=self.size,
+                size=self.size or _input_side(trainer),
                 param=self.param,
                 seed=self.seed,
                 **self.normalization,
             )
         self._write_later(trainer, self._what, write_activation_maximization, writer, result, trainer.global_step,
                           name=self.name)  # fmt: skip
+
+
+def _input_side(trainer: "pl.Trainer", low: int = 32, high: int = 128, fallback: int = 64) -> int:
+    """The longer side of the first validation image, clamped to ``[low, high]`` (``fallback`` without one)."""
+    try:
+        image, _ = _split_sample(validation_dataset(trainer)[0])
+    except (RuntimeError, TypeError, IndexError, KeyError):
+        return fallback
+    return int(min(max(max(image.shape[-2:]), low), high)) if image.dim() >= 2 else fallback
