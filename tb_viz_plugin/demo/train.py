@@ -35,8 +35,8 @@ def demo_callbacks() -> list[pl.Callback]:
             layers=CAM_LAYER, num_images=6, class_names=CLASS_NAMES, to_rgb=denormalize,
         ),  # fmt: skip
         Embeddings(num_samples=300, class_names=CLASS_NAMES, to_rgb=denormalize),
-        ActivationMaximization(every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
-        DeepDream("features.10", num_images=4, every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
+        ActivationMaximization(class_names=CLASS_NAMES, mean=MEAN, std=STD),
+        DeepDream("features.10", num_images=4, class_names=CLASS_NAMES, mean=MEAN, std=STD),
     ]
 
 
