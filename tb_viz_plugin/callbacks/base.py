@@ -236,11 +236,7 @@ class VizCallback(pl.Callback):
         known = trainer.current_epoch in self._schedule._decided
         decision = self._schedule.should_log(trainer)
         if decision and not known and trainer.is_global_zero and trainer.state.fn == "fit":
-            writer = self._writer(trainer)
-            if writer is not None and hasattr(writer, "add_scalar"):
-                label, step = self._schedule_label, trainer.global_step
-                writer.add_scalar(f"tb_viz/schedule/{label}", self._schedule.interval(), step)
-                writer.add_scalar(f"tb_viz/overhead/{label}", 100.0 * self._schedule.overhead(), step)
+            self._schedule.log_scalars(self._writer(trainer), self._schedule_label, trainer.global_step)
         return decision
 
     def _write_later(self, trainer: "pl.Trainer", what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -255,19 +251,14 @@ class VizCallback(pl.Callback):
             return
         background_writer(writer).submit(self, what, fn, *args, on_done=self._schedule.add_background, **kwargs)
 
-    def _drain(self, trainer: "pl.Trainer") -> None:
-        """Wait for this run's background writes (flushing the writer), then warn about failed ones."""
+    def _report_failures(self, trainer: "pl.Trainer", drain: bool = False) -> None:
+        """Warn about this callback's failed background writes (rank 0); ``drain``: wait for all of them first."""
         writer = _tensorboard_writer(trainer) if trainer.is_global_zero else None
         if writer is not None:
-            background_writer(writer).drain()
-            self._report_failures(trainer)
-
-    def _report_failures(self, trainer: "pl.Trainer") -> None:
-        writer = _tensorboard_writer(trainer)
-        if writer is None:
-            return
-        for _, what, err in background_writer(writer).failures(self):
-            self._warn_failure(trainer, what, err)
+            if drain:
+                background_writer(writer).drain()  # and flush: the event files are complete
+            for _, what, err in background_writer(writer).failures(self):
+                self._warn_failure(trainer, what, err)
 
     def _warn_failure(self, trainer: "pl.Trainer", what: str, err: BaseException) -> None:
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
@@ -305,8 +296,7 @@ class VizCallback(pl.Callback):
             self._warn_failure(trainer, what, err)
         finally:
             self._schedule.add(time.perf_counter() - started)
-        if trainer.is_global_zero:
-            self._report_failures(trainer)
+        self._report_failures(trainer)
 
     @contextlib.contextmanager
     def _extra_pass(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", grad: bool = False) -> Iterator[None]:
@@ -337,15 +327,15 @@ class VizCallback(pl.Callback):
 
     @override
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        self._drain(trainer)
+        self._report_failures(trainer, drain=True)
 
     @override
     def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
-        self._drain(trainer)
+        self._report_failures(trainer, drain=True)
 
     @override
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        self._drain(trainer)
+        self._report_failures(trainer, drain=True)
 
 
 class RankZeroCallback(VizCallback):

@@ -187,6 +187,12 @@ class Schedule:
         share = self.budget / max(members, 1)
         return self.cost + self.last_cost <= share * self.training_time()
 
+    def log_scalars(self, writer: Optional[Any], label: str, step: int) -> None:
+        """Write ``tb_viz/schedule/<label>`` (:meth:`interval`) and ``tb_viz/overhead/<label>`` (percent) at ``step``."""
+        if writer is not None and hasattr(writer, "add_scalar"):
+            writer.add_scalar(f"tb_viz/schedule/{label}", self.interval(), step)
+            writer.add_scalar(f"tb_viz/overhead/{label}", 100.0 * self.overhead(), step)
+
     def interval(self) -> int:
         """Epochs between the last two logged epochs (1 for the first)."""
         return 1 if len(self.logged) < 2 else self.logged[-1] - self.logged[-2]
