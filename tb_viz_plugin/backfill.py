@@ -219,6 +219,7 @@ def _data(spec: str) -> Dict[str, Any]:
 
 def _callbacks(spec: Optional[str], strict: bool) -> List[pl.Callback]:
     from tb_viz_plugin.callbacks import VizCallback
+    from tb_viz_plugin.callbacks.schedule import Schedule
 
     if spec is None:
         callbacks = default_callbacks()
@@ -237,7 +238,8 @@ def _callbacks(spec: Optional[str], strict: bool) -> List[pl.Callback]:
             raise BackfillError(f"--callbacks {spec!r} must return a non-empty list of Lightning callbacks, got {bad or 'none'}")
     for callback in callbacks:
         if isinstance(callback, VizCallback):
-            callback.every_n_epochs = 1  # backfill logs every checkpoint
+            callback.every_n_epochs = 1  # backfill logs every checkpoint (no budget: it is not training)
+            callback._schedule = Schedule(every_n_epochs=1, budget=None)
             callback.strict = callback.strict or strict
     return callbacks
 

@@ -1,26 +1,30 @@
 """TensorBoard's Projector files of a run: ``projector_config.pbtxt``, tensors, metadata and sprites.
 
-Written through the run's own ``SummaryWriter.add_embedding`` (one entry per ``(tag, step)``),
-with the fixes for its traps: entries written by earlier writers on the same log directory (a
-resumed run) are kept, and a repeated ``(tag, step)`` replaces its entry instead of being listed
-twice. Beside ``summary.py`` because it is on-disk format too: the tb-viz ``embeddings`` view
+One entry per ``(tag, step)``, written here rather than by ``SummaryWriter.add_embedding`` (which
+stores the features as text and the sprite again at every step): a float32 binary tensor and the
+metadata table per step, the sprite once per run. Entries written by
+earlier writers on the same log directory (a resumed run) are kept, and a repeated
+``(tag, step)`` replaces its entry instead of being listed twice. Beside ``summary.py`` because it is on-disk format too: the tb-viz ``embeddings`` view
 names the Projector's tensor of each step in its manifest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 from google.protobuf import text_format
 from tensorboard.compat import tf
-from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+from tensorboard.plugins.projector.projector_config_pb2 import EmbeddingInfo, ProjectorConfig
 
 from tb_viz_plugin.methods.classes import class_name
 
 CONFIG = "projector_config.pbtxt"
 """The Projector's config file in the log directory."""
+
 
 Table = Tuple[Optional[List[str]], List[Any]]
 """``(header or None, rows)`` as ``SummaryWriter.add_embedding``'s ``metadata_header`` and ``metadata``."""
@@ -74,43 +78,108 @@ def _read_config(path: str) -> ProjectorConfig:
     return config
 
 
-def add_embedding(writer: Any, tag: str, step: int, features: Any, table: Table, thumbs: Optional[Any] = None) -> str:
-    """``writer.add_embedding`` plus the fixes for its traps; returns the Projector's tensor name.
+def _binary_tensor(array: np.ndarray) -> bytes:
+    """float32 bytes the Projector reads as a binary tensor file.
 
-    ``SummaryWriter.add_embedding`` rewrites ``projector_config.pbtxt`` from the writer's own list, which loses
-    the entries of earlier writers on the same directory (a resumed run), and lists a repeated
-    ``(tag, step)`` twice. Here the entries found on disk before the call are merged back in and
-    every tensor name is listed once (the newest files win).
+    It tries the file as UTF-8 text (TSV) first and reads it as binary only on a decoding error,
+    so the first byte must never start UTF-8 text: the first value's lowest mantissa byte is moved
+    to the nearest byte that cannot (``0x80``-``0xC1``, ``0xF5``-``0xFF``), a change of at most
+    128 units in the last place of that one value (relative ``< 2**-16``).
+    """
+    data = bytearray(np.ascontiguousarray(array, dtype="<f4").tobytes())
+    if data:
+        first = data[0]
+        if first < 0x80:
+            data[0] = 0x80
+        elif 0xC1 < first < 0xF5:
+            data[0] = 0xC1 if first - 0xC1 <= 0xF5 - first else 0xF5
+    return bytes(data)
+
+
+def _metadata_text(table: Table) -> str:
+    header, rows = table
+    lines = [] if header is None else ["\t".join(header)]
+    lines += ["\t".join(row) if isinstance(row, (list, tuple)) else str(row) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: str, data: bytes) -> None:
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(data)
+
+
+def add_embedding(
+    writer: Any,
+    tag: str,
+    step: int,
+    features: Any,
+    table: Table,
+    sprite: Optional[Tuple[bytes, int]] = None,
+) -> str:
+    """Add one Projector entry ``<tag>:<step>``: a binary tensor, a metadata table and a sprite stored once.
+
+    Written beside the run's event files: ``<step>/<tag>/tensors.bytes`` (float32) and
+    ``metadata.tsv``; the sprite goes to
+    ``<tag>/sprite-<hash>.png`` once and every entry with the same sprite refers to that file.
+    ``projector_config.pbtxt`` is rewritten with the entries found on disk (earlier writers on the
+    same directory: a resumed run) plus this one; a repeated ``(tag, step)`` replaces its entry.
 
     Args:
-        writer: the run's ``SummaryWriter``.
+        writer: the run's ``SummaryWriter`` (its log directory is used).
         tag: the embedding's name.
         step: the global step.
         features: ``(N, D)`` (a CPU tensor or array).
         table: :func:`metadata_table`.
-        thumbs: ``(N, 3, s, s)`` in ``[0, 1]`` (square, so that the Projector's sprite is right) or ``None``.
+        sprite: ``(PNG bytes, thumbnail side)``: square thumbnails in rows of ``ceil(sqrt(N))``, or ``None``.
 
     Returns:
         The Projector's tensor name, ``"<tag>:<step as 5 digits>"``.
     """
     logdir = writer.get_logdir()
+    array = np.asarray(features.numpy() if hasattr(features, "numpy") else features, dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"features must be (N, D), got shape {array.shape}")
+    folder = f"{step:05d}/{encode_tag(tag)}"
+    if tf.io.gfile.isdir(os.path.join(logdir, folder)):  # a repeated step: start clean
+        shutil.rmtree(os.path.join(logdir, folder), ignore_errors=True)
+    tf.io.gfile.makedirs(os.path.join(logdir, folder))
+    info = EmbeddingInfo(tensor_name=f"{tag}:{step:05d}", tensor_path=f"{folder}/tensors.bytes")
+    info.tensor_shape.extend(array.shape)
+    _write(os.path.join(logdir, info.tensor_path), _binary_tensor(array))
+    info.metadata_path = f"{folder}/metadata.tsv"
+    _write(os.path.join(logdir, info.metadata_path), _metadata_text(table).encode("utf-8"))
+    if sprite is not None:
+        png, side = sprite
+        name = f"{encode_tag(tag)}/sprite-{hashlib.sha256(png).hexdigest()[:16]}.png"
+        if not tf.io.gfile.exists(os.path.join(logdir, name)):
+            tf.io.gfile.makedirs(os.path.join(logdir, encode_tag(tag)))
+            _write(os.path.join(logdir, name), png)
+        info.sprite.image_path = name
+        info.sprite.single_image_dim.extend([side, side])
     config_path = os.path.join(logdir, CONFIG)
-    before = _read_config(config_path)
-    folder = os.path.join(logdir, f"{step:05d}", encode_tag(tag))
-    if os.path.isdir(folder):  # a repeated step (local disk): start clean instead of a printed warning
-        shutil.rmtree(folder)
-    header, rows = table
-    writer.add_embedding(features, metadata=rows, metadata_header=header, label_img=thumbs, global_step=step, tag=tag)
-    written = _read_config(config_path)
-    merged: Dict[str, Any] = {}
-    for info in list(before.embeddings) + list(written.embeddings):
-        merged.pop(info.tensor_name, None)
-        merged[info.tensor_name] = info
-    if list(merged.values()) != list(written.embeddings):
-        config = ProjectorConfig()
-        config.CopyFrom(written)
-        del config.embeddings[:]
-        config.embeddings.extend(merged.values())
-        with tf.io.gfile.GFile(config_path, "wb") as f:
-            f.write(text_format.MessageToString(config).encode("utf-8"))
-    return written.embeddings[-1].tensor_name
+    config = _read_config(config_path)
+    kept = [entry for entry in config.embeddings if entry.tensor_name != info.tensor_name]
+    del config.embeddings[:]
+    config.embeddings.extend(kept + [info])
+    _write(config_path, text_format.MessageToString(config).encode("utf-8"))
+    own = getattr(writer, "_projector_config", None)  # the writer's add_embedding rewrites the file from it
+    if isinstance(own, ProjectorConfig):
+        own_kept = [entry for entry in own.embeddings if entry.tensor_name != info.tensor_name]
+        del own.embeddings[:]
+        own.embeddings.extend(own_kept + [info])
+    return info.tensor_name
+
+
+def read_tensor(logdir: str, tensor_name: str) -> np.ndarray:
+    """The features of the Projector entry ``tensor_name`` in ``logdir``, as the Projector reads them.
+
+    Raises:
+        KeyError: no such entry in ``projector_config.pbtxt``.
+    """
+    for info in _read_config(os.path.join(logdir, CONFIG)).embeddings:
+        if info.tensor_name == tensor_name:
+            path = os.path.join(logdir, info.tensor_path)
+            if info.tensor_path.endswith(".bytes"):
+                return np.fromfile(path, dtype="<f4").reshape(tuple(info.tensor_shape))
+            return np.loadtxt(path, dtype=np.float32, ndmin=2)
+    raise KeyError(f"no Projector entry {tensor_name!r} in {logdir}")

@@ -5,7 +5,8 @@ Client input never reaches the provider as a blob key: ``/items`` hands out refe
 ``blob?run=..&tag=..&step=..&index=i`` and :meth:`Reader.blob` resolves them itself, by re-reading
 that one tag's blob sequence (a tb-viz tag with valid plugin content), picking the stored step and
 the image blob ``index >= 1`` (blob 0 is the manifest), and serving its bytes only if they are a
-PNG or JPEG image. Another plugin's data, a manifest, or a float tensor stored under a tb-viz tag
+PNG or JPEG image. A static item's reference points at the ``blobs/<tag>`` step that stores its
+image once (``summary.stored_reference``); those store tags are not listed. Another plugin's data, a manifest, or a float tensor stored under a tb-viz tag
 are never served as images.
 """
 
@@ -104,7 +105,7 @@ class Reader:
         for run, tags in listing.items():
             for tag, meta in tags.items():
                 content = self._content(run, tag, meta.plugin_content)
-                if content is not None:
+                if content is not None and content.kind != summary.BLOBS_KIND:  # stores, not views
                     contents.setdefault(run, {})[tag] = content
         if not contents:
             return {}
@@ -164,11 +165,13 @@ class Reader:
             )
         wall_time, keys = series.steps[step]
         manifest = self._manifest(ctx, series, run, tag, step)
-        reference = "blob?run=%s&tag=%s&step=%d&index=" % (quote(run, safe=""), quote(tag, safe=""), step)
         items = []
         for index, entry in enumerate(manifest["items"], start=1):
             item = dict(entry)
-            item["url"] = reference + str(index)
+            where = summary.stored_reference(entry) or (tag, step, index)  # a static image: stored once elsewhere
+            item.pop("stored", None)
+            item["url"] = "blob?run=%s&tag=%s&step=%d&index=%d" % (quote(run, safe=""), quote(where[0], safe=""),
+                                                                    where[1], where[2])  # fmt: skip
             items.append(item)
         return {
             "run": run,

@@ -16,7 +16,7 @@ import operator
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from tensorboard.compat.proto import summary_pb2, types_pb2
 from tensorboard.util import tensor_util
@@ -41,6 +41,9 @@ KINDS = (
 )
 """Kinds known to this version. Readers show unknown kinds generically (images + captions)."""
 
+BLOBS_KIND = "blobs"
+"""Kind of the tags ``blobs/<tag>`` that hold a tag's *static* images once (see :class:`Item`); never listed as views."""
+
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _DEFAULT_MIME = "image/png"
 
@@ -51,12 +54,18 @@ class FormatError(ValueError):
 
 @dataclass(frozen=True)
 class Item:
-    """One image of a step and its metadata (``caption`` and any JSON-serialisable extras)."""
+    """One image of a step and its metadata (``caption`` and any JSON-serialisable extras).
+
+    A ``static`` item is expected to hold the same bytes at every step (a sprite of a fixed sample
+    set, a probe image): the writer stores each distinct image once, under ``blobs/<tag>``, and the
+    step's manifest entry says where (``"stored": {"tag", "step", "index"}``) instead of repeating it.
+    """
 
     data: bytes
     caption: str = ""
     mime: str = _DEFAULT_MIME
     extra: Mapping[str, Any] = field(default_factory=dict)
+    static: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,36 @@ def parse_plugin_content(content: bytes) -> Optional[PluginContent]:
     if version != PROTO_VERSION:
         return None
     return PluginContent(version=version, kind=obj["kind"], description=str(obj.get("description", "")))
+
+
+def blobs_tag(tag: str) -> str:
+    """The tag that holds ``tag``'s static images once.
+
+    Example:
+        >>> blobs_tag("embeddings/fc.input")
+        'blobs/embeddings/fc.input'
+    """
+    return f"{BLOBS_KIND}/{tag}"
+
+
+def stored_reference(entry: Mapping[str, Any]) -> Optional[Tuple[str, int, int]]:
+    """``(tag, step, index)`` where a manifest entry's image is stored, when elsewhere (a static item), else ``None``.
+
+    Example:
+        >>> stored_reference({"stored": {"tag": "blobs/embeddings/fc.input", "step": 2, "index": 1}})
+        ('blobs/embeddings/fc.input', 2, 1)
+        >>> stored_reference({"caption": "x"}) is None
+        True
+    """
+    stored = entry.get("stored")
+    if not isinstance(stored, dict):
+        return None
+    tag, step, index = stored.get("tag"), stored.get("step"), stored.get("index")
+    if not isinstance(tag, str) or not tag.startswith(BLOBS_KIND + "/"):
+        return None
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (step, index)) or index < 1:
+        return None
+    return tag, step, index
 
 
 def create_manifest(items: Sequence[Item], meta: Optional[Mapping[str, Any]] = None) -> bytes:

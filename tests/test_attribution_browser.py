@@ -73,12 +73,14 @@ def test_grid_of_images_by_methods_with_captions_and_steps(page, tensorboard_url
 
     # the step slider: run_a moves to step 0, run_b has nothing that early
     assert card.get_attribute("data-step") == "10"
-    src = run_a.locator(".tbv-attr-image img").first.get_attribute("src")
+    photo = run_a.locator(".tbv-attr-image img").first.get_attribute("src")
+    src = run_a.locator(".tbv-attr-cell img").first.get_attribute("src")
     slider = card.locator(".tbv-slider")
     slider.focus()
     slider.press("Home")
     _wait_ready(page, frame, f'.tbv-card[data-tag="{TAG}"] .tbv-panel[data-run="run_a"][data-step="0"]', 9)
-    assert run_a.locator(".tbv-attr-image img").first.get_attribute("src") != src
+    assert run_a.locator(".tbv-attr-cell img").first.get_attribute("src") != src
+    assert run_a.locator(".tbv-attr-image img").first.get_attribute("src") == photo  # the same image: stored once
     assert "no data at or before step 0" in card.locator('.tbv-panel[data-run="run_b"]').inner_text()
 
 

@@ -21,7 +21,7 @@ def _tags(tmp_path):
 
 
 def test_default_layer_is_first_conv_and_steps_follow_global_step(tmp_path):
-    trainer = tiny_trainer(tmp_path, [FilterGrid()], max_epochs=3)
+    trainer = tiny_trainer(tmp_path, [FilterGrid(every_n_epochs=1)], max_epochs=3)
     trainer.fit(tiny_module())
     tags = _tags(tmp_path)
     assert list(tags) == ["filters/net.0.0"]

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from tb_viz_plugin.projector import read_tensor
 from tb_viz_plugin.callbacks import Embeddings
 from tb_viz_plugin.callbacks.probes import evenly_spaced
 from tb_viz_plugin.methods import extract_embeddings
@@ -38,6 +39,6 @@ def test_ddp_spawn_gathers_every_rank_s_shard_before_rank_zero_logs(tmp_path):
     assert meta["labels"] == labels.tolist()
 
     features, predicted = extract_embeddings(module, images)  # the weights ddp_spawn brought back
-    logged = np.loadtxt(os.path.join(tmp_path, "tiny", "v0", "00002", tag.replace("/", "%2f"), "tensors.tsv"))
+    logged = read_tensor(os.path.join(tmp_path, "tiny", "v0"), f"{tag}:00002")
     np.testing.assert_allclose(logged, features.numpy(), rtol=1e-4, atol=1e-5)
     assert meta["predicted"] == predicted.tolist()

@@ -38,7 +38,8 @@ class ActivationMaps(RankZeroCallback):
         num_images: number of probe images (ignored when ``indices`` is given).
         units: how many channels to show (the most active), or a list of channel indices.
         indices: explicit validation-set indices of the probe images.
-        every_n_epochs: log every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising);
             ``None`` = ``io``'s display, else min-max per image. Must be picklable (a module-level
             function) for DDP spawn.
@@ -46,6 +47,8 @@ class ActivationMaps(RankZeroCallback):
         strict: re-raise errors instead of warning.
         name: appended to the tags, to tell this instance from another one on the same layers.
         io: how the model takes inputs (``methods.model_io.ModelIO`` or a dict of its fields).
+        budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
+            the training time (see ``VizCallback``); ``None`` = every epoch.
 
     Raises:
         MisconfigurationException: bad arguments (here), at ``setup`` a layer name that is not a
@@ -67,14 +70,15 @@ class ActivationMaps(RankZeroCallback):
         num_images: int = 4,
         units: Union[int, Sequence[int]] = 16,
         indices: Optional[Sequence[int]] = None,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         to_rgb: Optional["ToRGB"] = None,
         class_names: Optional[Sequence[str]] = None,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
         io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, io=io)
+        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, budget=budget, io=io)
         if isinstance(units, int):
             check_positive("ActivationMaps", units=units)
         elif not list(units) or not all(isinstance(u, int) and u >= 0 for u in units):
@@ -116,6 +120,5 @@ class ActivationMaps(RankZeroCallback):
         with self._extra_pass(trainer, pl_module):
             images = trainer.precision_plugin.convert_input(images)
             results = activation_maps(model, images, self._resolved, self.units)
-        cpu = {layer: result.cpu() for layer, result in results.items()}
-        write_activation_maps(writer, images.cpu(), cpu, trainer.global_step, to_rgb=display(info.io, self.to_rgb),
-                              captions=captions, name=self.name)  # fmt: skip
+        self._write_later(trainer, self._what, write_activation_maps, writer, images, results, trainer.global_step,
+                          to_rgb=display(info.io, self.to_rgb), captions=captions, name=self.name)  # fmt: skip

@@ -39,7 +39,10 @@ class ActivationMaximization(RankZeroCallback):
         steps: optimisation steps per logged epoch.
         size: image side in pixels, or ``(height, width)``; ``None`` = the validation images' size
             (a network with a fixed-size head needs it; the transforms keep it).
-        every_n_epochs: log every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
+        budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
+            the training time (see ``VizCallback``); ``None`` = every epoch.
         class_names: output names for captions; default the module's or the dataset's, if any.
         mean: per-channel mean the model's inputs are normalised with, one number per input channel
             (``None`` = ``io.mean``, else inputs in [0, 1]).
@@ -74,7 +77,7 @@ class ActivationMaximization(RankZeroCallback):
         units: Optional[Mapping[str, Sequence[int]]] = None,
         steps: int = 64,
         size: Optional[Union[int, Tuple[int, int]]] = None,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         class_names: Optional[Sequence[str]] = None,
         mean: Optional[Sequence[float]] = None,
         std: Optional[Sequence[float]] = None,
@@ -82,9 +85,10 @@ class ActivationMaximization(RankZeroCallback):
         seed: int = 0,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
         io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, io=io)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, budget=budget, io=io)
         owner = "ActivationMaximization"
         check_positive(owner, steps=steps)
         if size is not None:
@@ -178,4 +182,5 @@ class ActivationMaximization(RankZeroCallback):
                 **norm,
             )
         result = shown_rgb(result, info.io.to_rgb, **norm)
-        write_activation_maximization(writer, result, trainer.global_step, name=self.name)
+        self._write_later(trainer, self._what, write_activation_maximization, writer, result, trainer.global_step,
+                          name=self.name)  # fmt: skip

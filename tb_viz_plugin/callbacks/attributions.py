@@ -76,7 +76,10 @@ class AttributionMaps(RankZeroCallback):
             baseline; ``/<name>`` appended when given), curves beside the loss. ``True`` for 16
             steps, or options ``steps``, ``seed``, ``max_memory_mb``. Costs 2 x (methods + 1) x
             (steps + 1) forward passes of the probe images per logged epoch.
-        every_n_epochs: log every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
+        budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
+            the training time (see ``VizCallback``); ``None`` = every epoch.
         strict: re-raise errors instead of warning.
         name: appended to the tag, to tell this instance from another one with the same layers and
             target (e.g. other methods or probe images).
@@ -113,12 +116,13 @@ class AttributionMaps(RankZeroCallback):
         to_rgb: Optional["ToRGB"] = None,
         options: Optional[Mapping[str, Mapping[str, Any]]] = None,
         faithfulness: Union[bool, Mapping[str, Any]] = False,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
         io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, io=io)
+        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, budget=budget, io=io)
         with misconfiguration("AttributionMaps"):
             self.methods = check_methods(methods)
             self.options = check_options(self.methods, options)
@@ -212,10 +216,13 @@ class AttributionMaps(RankZeroCallback):
         result = dataclasses.replace(result.cpu(), target=self._target_name())
         tags = [attribution_tag(result.layers, result.target, self.name)]
         claim_tags(trainer, self, tags + ([] if scores is None else faithfulness_tags(scores.columns, self.name)))
-        write_attributions(
+        self._write_later(
+            trainer,
+            self._what,
+            write_attributions,
             writer,
             result,
-            images.cpu(),
+            images,
             trainer.global_step,
             labels=None if labels is None else labels.cpu(),
             class_names=task_class_names(info, class_names_for(self.class_names, trainer, pl_module)),

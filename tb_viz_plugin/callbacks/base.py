@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import traceback
 import weakref
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
@@ -18,6 +19,8 @@ from typing_extensions import override
 
 from tb_viz_plugin.callbacks.model_check import ModelInfo, never_logs, probe_model
 from tb_viz_plugin.callbacks.probes import ProbeImages, first_val_loader, validation_dataset
+from tb_viz_plugin.callbacks.schedule import Schedule, check_schedule
+from tb_viz_plugin.log.background import background_writer
 from tb_viz_plugin.methods import LayerNotFoundError, activation_layers, check_units, find_class_names
 from tb_viz_plugin.methods import preserved_training_flags
 from tb_viz_plugin.methods.model_io import IO, ModelIO, TaskModel, as_io
@@ -166,42 +169,71 @@ def _tensorboard_logger_types() -> tuple:
     return tuple(types)
 
 
+def _tensorboard_writer(trainer: "pl.Trainer") -> Optional[Any]:
+    """The experiment (``SummaryWriter`` on rank 0) of the Trainer's first TensorBoardLogger, or ``None``."""
+    for logger in trainer.loggers:
+        if isinstance(logger, _tensorboard_logger_types()):
+            return logger.experiment
+    return None
+
+
 class VizCallback(pl.Callback):
-    """Base class: runs ``_visualize`` every ``every_n_epochs`` and logs through TensorBoard.
+    """Base class: decides when to log (a budget or ``every_n_epochs``) and logs through TensorBoard.
 
     Every tag a callback writes is ``<kind>/<what>[/<name>]`` (see ``tb_viz_plugin.log.make_tag``):
     ``<what>`` holds what tells two instances apart (layer, target...). At ``setup`` each callback
     claims its tags in the Trainer, and a second callback wanting one of them fails with a
     ``MisconfigurationException`` naming both: give one of them a ``name``.
 
+    When to log (see :mod:`tb_viz_plugin.callbacks.schedule`): with ``every_n_epochs`` at the end
+    of every n-th epoch; otherwise within ``budget``: the callback measures its own cost and logs
+    an epoch when that still fits its share of the training time, always the first and the last
+    epoch of a fit (scalars ``tb_viz/schedule/<callback>`` and ``tb_viz/overhead/<callback>`` show
+    the choice). Rendering, PNG encoding and writing run on a background worker per writer
+    (:mod:`tb_viz_plugin.log.background`), handed CPU copies; it is drained at the end of the fit
+    and on exceptions, so the event files are complete when ``fit`` returns.
+
     Args:
-        every_n_epochs: log at the end of every n-th training epoch (>= 1).
-        strict: re-raise errors from the visualization instead of warning and going on.
+        every_n_epochs: log at the end of every n-th training epoch (>= 1); ``None`` = the budget decides.
+        strict: re-raise errors from the visualization instead of warning and going on (and write
+            on the training thread, so that they surface where they happen).
         name: appended to every tag of this callback (and to its ``state_key``), so that two
             instances with the same layers but other settings can run side by side.
+        budget: the overhead allowed to the Trainer's budgeted tb-viz callbacks together, as a
+            fraction of the training time, shared equally; ``None`` = every epoch. Ignored when
+            ``every_n_epochs`` is given.
         io: how the model takes inputs and gives outputs (a :class:`~tb_viz_plugin.methods.model_io.ModelIO`
             or a dict of its fields): batch keys, the logits, the task, how inputs are shown.
 
     Raises:
-        MisconfigurationException: ``every_n_epochs`` is not a positive integer, a bad ``name`` or
-            ``io``; before the first step, what the model check finds (see ``callbacks.model_check``).
+        MisconfigurationException: ``every_n_epochs`` is not ``None`` or a positive integer, a
+            ``budget`` outside (0, 1], a bad ``name`` or ``io``; before the first step, what the
+            model check finds (see ``callbacks.model_check``).
     """
 
     _needs_validation = True
     """Whether the callback logs at validation epoch ends (``limit_val_batches=0`` disables it)."""
 
     def __init__(
-        self, every_n_epochs: int = 1, strict: bool = False, name: Optional[str] = None, io: IO = None
+        self,
+        every_n_epochs: Optional[int] = None,
+        strict: bool = False,
+        name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
+        io: IO = None,
     ) -> None:
         super().__init__()
-        check_positive(type(self).__name__, every_n_epochs=every_n_epochs)
+        check_schedule(type(self).__name__, every_n_epochs, budget)
         self.every_n_epochs = every_n_epochs
+        self.budget = budget
         self.strict = bool(strict)
         self.name = check_name(type(self).__name__, name)
         with misconfiguration(type(self).__name__):
             self.io: ModelIO = as_io(io)
         self._no_logger_warned = False
         self._info: Optional[ModelInfo] = None
+        self._schedule = Schedule(every_n_epochs, budget)
+        self._schedule_label = type(self).__name__ if name is None else f"{type(self).__name__}/{name}"
 
     def _key(self, **settings: Any) -> str:
         """The ``state_key`` of these settings (and the ``name``, when given)."""
@@ -214,17 +246,53 @@ class VizCallback(pl.Callback):
     # --------------------------------------------------------------------------- helpers
 
     def _should_log_epoch(self, trainer: "pl.Trainer") -> bool:
-        """True at the end of every n-th epoch, never during the sanity check."""
-        return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        """Whether this epoch is logged (the schedule; never the sanity check), the same on every rank.
+
+        Decided once per epoch; when it is, rank 0 logs the schedule scalars.
+        """
+        known = trainer.current_epoch in self._schedule._decided
+        decision = self._schedule.should_log(trainer)
+        if decision and not known and trainer.is_global_zero and trainer.state.fn == "fit":
+            self._schedule.log_scalars(self._writer(trainer), self._schedule_label, trainer.global_step)
+        return decision
+
+    def _write_later(self, trainer: "pl.Trainer", what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``fn(*args, **kwargs)`` (a ``write_*`` function) on the writer's background worker.
+
+        Tensors in the arguments are copied to the CPU now; a failure warns later (at the next
+        hook of this callback that logs, or at the end of the fit). With ``strict`` it runs here.
+        """
+        writer = self._writer(trainer)
+        if self.strict or writer is None:
+            fn(*args, **kwargs)
+            return
+        background_writer(writer).submit(self, what, fn, *args, on_done=self._schedule.add_background, **kwargs)
+
+    def _report_failures(self, trainer: "pl.Trainer", drain: bool = False) -> None:
+        """Warn about this callback's failed background writes (rank 0); ``drain``: wait for all of them first."""
+        writer = _tensorboard_writer(trainer) if trainer.is_global_zero else None
+        if writer is not None:
+            if drain:
+                background_writer(writer).drain()  # and flush: the event files are complete
+            for _, what, err in background_writer(writer).failures(self):
+                self._warn_failure(trainer, what, err)
+
+    def _warn_failure(self, trainer: "pl.Trainer", what: str, err: BaseException) -> None:
+        detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+        rank_zero_warn(
+            f"{type(self).__name__}: {what} failed at step {trainer.global_step} and was skipped "
+            f"({detail}). Training goes on; pass strict=True to raise instead.",
+            category=UserWarning,
+        )
 
     def _writer(self, trainer: "pl.Trainer") -> Optional[Any]:
         """The ``SummaryWriter`` of the first TensorBoardLogger; warns once when there is none.
 
         On ranks other than 0 the logger's experiment is a dummy: callers log on rank 0 only.
         """
-        for logger in trainer.loggers:
-            if isinstance(logger, _tensorboard_logger_types()):
-                return logger.experiment
+        writer = _tensorboard_writer(trainer)
+        if writer is not None:
+            return writer
         if trainer.fast_dev_run:
             never_logs(trainer, type(self).__name__, self.every_n_epochs, self._needs_validation)
             return None
@@ -238,18 +306,17 @@ class VizCallback(pl.Callback):
         return None
 
     def _run_safely(self, trainer: "pl.Trainer", what: str, fn: Callable[[], Any]) -> None:
-        """Run ``fn``; on error warn (or re-raise when ``strict``) so training goes on."""
+        """Run ``fn`` (its time counts as this callback's cost); on error warn (or re-raise when ``strict``)."""
+        started = time.perf_counter()
         try:
             fn()
         except Exception as err:  # noqa: BLE001 - a visualization must never stop training
             if self.strict:
                 raise
-            detail = "".join(traceback.format_exception_only(type(err), err)).strip()
-            rank_zero_warn(
-                f"{type(self).__name__}: {what} failed at step {trainer.global_step} and was skipped "
-                f"({detail}). Training goes on; pass strict=True to raise instead.",
-                category=UserWarning,
-            )
+            self._warn_failure(trainer, what, err)
+        finally:
+            self._schedule.add(time.perf_counter() - started)
+        self._report_failures(trainer)
 
     @contextlib.contextmanager
     def _extra_pass(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", grad: bool = False) -> Iterator[None]:
@@ -270,6 +337,7 @@ class VizCallback(pl.Callback):
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         """Claim the planned tags and warn (once) when there is no TensorBoard logger; subclasses call it last."""
         claim_tags(trainer, self, self._planned_tags())
+        self._schedule_label = self._schedule.join(trainer, self, self._schedule_label)
         self._no_logger_warned = False
         self._info = None
         if stage == "fit":
@@ -296,6 +364,7 @@ class VizCallback(pl.Callback):
 
     @override
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._schedule.start(trainer)
         if not trainer.fast_dev_run:
             self._model_info(trainer, pl_module)
 
@@ -303,6 +372,18 @@ class VizCallback(pl.Callback):
     def on_validation_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if not trainer.fast_dev_run:
             self._model_info(trainer, pl_module)
+
+    @override
+    def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._report_failures(trainer, drain=True)
+
+    @override
+    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        self._report_failures(trainer, drain=True)
+
+    @override
+    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        self._report_failures(trainer, drain=True)
 
 
 class RankZeroCallback(VizCallback):
@@ -322,14 +403,15 @@ class RankZeroCallback(VizCallback):
 
     def __init__(
         self,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         strict: bool = False,
         num_images: Optional[int] = None,
         indices: Optional[Sequence[int]] = None,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
         io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, io=io)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, budget=budget, io=io)
         self._probes: Optional[ProbeImages] = None
         self._probe_choice = list(indices) if indices is not None else num_images  # part of the state key
         if num_images is not None:

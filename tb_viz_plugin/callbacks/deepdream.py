@@ -37,7 +37,10 @@ class DeepDream(RankZeroCallback):
             the first step).
         num_images: number of probe images (ignored when ``indices`` is given).
         indices: explicit validation-set indices of the probe images.
-        every_n_epochs: log every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
+        budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
+            the training time (see ``VizCallback``); ``None`` = every epoch.
         octaves: scales, each 1.4x larger, the last the full image size.
         steps: gradient steps per octave.
         class_names: label names for captions; default the module's or the dataset's, if any.
@@ -71,7 +74,7 @@ class DeepDream(RankZeroCallback):
         layers: Optional[Union[str, Sequence[str]]] = None,
         num_images: int = 4,
         indices: Optional[Sequence[int]] = None,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         octaves: int = 3,
         steps: int = 10,
         class_names: Optional[Sequence[str]] = None,
@@ -80,9 +83,10 @@ class DeepDream(RankZeroCallback):
         seed: int = 0,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
         io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, io=io)
+        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, budget=budget, io=io)
         check_positive("DeepDream", octaves=octaves, steps=steps)
         with misconfiguration("DeepDream"):
             layer = one_layer(layers, "DeepDream")
@@ -137,4 +141,5 @@ class DeepDream(RankZeroCallback):
             result = dream(model, images.float(), self._layer, octaves=self.octaves, steps=self.steps, seed=self.seed,
                            **norm)  # fmt: skip
         result = shown_rgb(result, info.io.to_rgb, **norm)
-        write_deepdream(writer, result, trainer.global_step, captions=captions, name=self.name)
+        self._write_later(trainer, self._what, write_deepdream, writer, result, trainer.global_step, captions=captions,
+                          name=self.name)  # fmt: skip

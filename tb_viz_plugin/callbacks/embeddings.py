@@ -88,7 +88,10 @@ class Embeddings(VizCallback):
             averaged over space); ``None`` = the input of the last ``nn.Linear`` (the penultimate
             features), or for a network without ``nn.Linear`` its last feature map, globally pooled.
         num_samples: validation samples embedded (evenly spaced over the dataset), at most 100,000.
-        every_n_epochs: log every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
+        budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
+            the training time (see ``VizCallback``); ``None`` = every epoch.
         method: ``"pca"`` (default, torch, ~0.1 s for 2,000 x 512) or ``"tsne"`` (scikit-learn, optional;
             ~15 s per logged epoch for 2,000 x 512 on one CPU core).
         class_names: names of the classes; default the module's or the dataset's, if any.
@@ -119,16 +122,17 @@ class Embeddings(VizCallback):
         self,
         layers: Optional[Union[str, Sequence[str]]] = None,
         num_samples: int = 1000,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         method: str = "pca",
         class_names: Optional[Sequence[str]] = None,
         to_rgb: Optional["ToRGB"] = None,
         projector: bool = True,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
         io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, io=io)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, budget=budget, io=io)
         with misconfiguration("Embeddings"):
             self.layers = one_layer(layers, "Embeddings")
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= _MAX_SAMPLES:
@@ -273,10 +277,12 @@ class Embeddings(VizCallback):
 
     @override
     def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
         self._release()
 
     @override
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
         self._release()
 
     def _release(self) -> None:
@@ -311,7 +317,10 @@ class Embeddings(VizCallback):
         if self._previous is not None and self._previous[0] == indices:
             reference = torch.tensor(self._previous[1])
         result = embed(features, method=self.method, labels=labels, reference=reference)
-        write_embeddings(
+        self._write_later(
+            trainer,
+            "logging embeddings",
+            write_embeddings,
             self._writer(trainer),
             self._capture.source,
             result,

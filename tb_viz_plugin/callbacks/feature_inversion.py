@@ -13,6 +13,7 @@ from tb_viz_plugin.callbacks.base import misconfiguration
 from tb_viz_plugin.callbacks.probes import probe_captions
 from tb_viz_plugin.log.feature_inversion import inversion_tag, write_feature_inversion
 from tb_viz_plugin.methods import LayerNotFoundError, conv2d_layer_names, invert, resolve_layers
+from tb_viz_plugin.methods.model_io import IO
 
 
 def check_channel_stats(
@@ -71,7 +72,8 @@ class FeatureInversion(RankZeroCallback):
         layers: module names whose features are inverted; ``None`` = the first and the deepest ``Conv2d``.
         num_images: number of probe images (ignored when ``indices`` is given).
         indices: explicit validation-set indices of the probe images.
-        every_n_epochs: log every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
         steps: optimisation steps per logged epoch.
         class_names: label names for captions; default the module's or the dataset's, if any.
         mean: per-channel mean the dataset normalised its images with (``None`` = inputs in [0, 1]).
@@ -99,7 +101,7 @@ class FeatureInversion(RankZeroCallback):
         layers: Optional[Union[str, Sequence[str]]] = None,
         num_images: int = 4,
         indices: Optional[Sequence[int]] = None,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         steps: int = 200,
         class_names: Optional[Sequence[str]] = None,
         mean: Optional[Sequence[float]] = None,
@@ -107,8 +109,10 @@ class FeatureInversion(RankZeroCallback):
         seed: int = 0,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
+        io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name)
+        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, budget=budget, io=io)
         check_positive("FeatureInversion", steps=steps)
         self.layers = check_layer_names("FeatureInversion", layers)
         self.steps = steps
@@ -138,4 +142,5 @@ class FeatureInversion(RankZeroCallback):
                                   class_names_for(self.class_names, trainer, pl_module))  # fmt: skip
         with self._extra_pass(trainer, pl_module, grad=True):
             result = invert(pl_module, images, self._layers, steps=self.steps, seed=self.seed, **self.normalization)
-        write_feature_inversion(writer, result, trainer.global_step, captions=captions, name=self.name)
+        self._write_later(trainer, self._what, write_feature_inversion, writer, result, trainer.global_step,
+                          captions=captions, name=self.name)  # fmt: skip

@@ -23,7 +23,10 @@ class FilterGrid(VizCallback):
 
     Args:
         layers: module names (``"features.0"``, ``"layer1.0.conv1"``); ``None`` = the first ``Conv2d``.
-        every_n_epochs: log every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
+        budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
+            the training time (see ``VizCallback``); ``None`` = every epoch.
         max_filters: at most this many filters are drawn per layer.
         max_channels: at most this many input channels per filter (deeper layers).
         log_initial: also log the weights at step 0, before the first update (fresh runs only: not
@@ -45,14 +48,15 @@ class FilterGrid(VizCallback):
     def __init__(
         self,
         layers: Optional[Union[str, Sequence[str]]] = None,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         max_filters: int = 32,
         max_channels: int = 16,
         log_initial: bool = True,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, budget=budget)
         self._needs_validation = False
         check_positive("FilterGrid", max_filters=max_filters, max_channels=max_channels)
         self.layers = check_layer_names("FilterGrid", layers)
@@ -83,7 +87,8 @@ class FilterGrid(VizCallback):
 
     @override
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        """No model check: the filters are read from the weights, the model is never run."""
+        """Start the schedule; no model check: the filters are read from the weights, the model is never run."""
+        self._schedule.start(trainer)
 
     @override
     def on_validation_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -104,7 +109,7 @@ class FilterGrid(VizCallback):
 
     def _write(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         weights = {layer: filter_weights(pl_module, layer) for layer in self._resolved}  # CPU copies
-        write_filters(
-            writer, weights, trainer.global_step, max_filters=self.max_filters, max_channels=self.max_channels,
+        self._write_later(
+            trainer, "logging filter grids", write_filters, writer, weights, trainer.global_step, max_filters=self.max_filters, max_channels=self.max_channels,
             name=self.name,
         )  # fmt: skip

@@ -194,7 +194,7 @@ def check_channels(trainer: "pl.Trainer", owner: str, info: ModelInfo, mean: Any
         )
 
 
-def never_logs(trainer: "pl.Trainer", owner: str, every_n_epochs: int, needs_validation: bool) -> None:
+def never_logs(trainer: "pl.Trainer", owner: str, every_n_epochs: Optional[int], needs_validation: bool) -> None:
     """Say once at the start which Trainer settings keep ``owner`` from ever logging."""
     if trainer.fast_dev_run:
         say_once(
@@ -205,7 +205,7 @@ def never_logs(trainer: "pl.Trainer", owner: str, every_n_epochs: int, needs_val
         )
         return
     max_epochs = trainer.max_epochs
-    if max_epochs is not None and max_epochs > 0 and every_n_epochs > max_epochs:
+    if every_n_epochs is not None and max_epochs is not None and max_epochs > 0 and every_n_epochs > max_epochs:
         rank_zero_warn(
             f"{owner}: every_n_epochs={every_n_epochs} > max_epochs={max_epochs}, so it never logs in this run",
             category=UserWarning,

@@ -17,6 +17,7 @@ from tb_viz_plugin.log.network_dissection import KIND, dissection_history, write
 from tb_viz_plugin.methods import ColorConcepts, Dissection, DissectionCounts, DissectionTracker, TopImages
 from tb_viz_plugin.methods import merge_top_images
 from tb_viz_plugin.methods.concepts import concept_names, stack_masks
+from tb_viz_plugin.methods.model_io import IO
 
 if TYPE_CHECKING:
     from tb_viz_plugin.render import ToRGB
@@ -55,7 +56,8 @@ class NetworkDissection(ValidationStream):
         iou_threshold: IoU from which a unit is a detector.
         top_k: top images per unit shown in the unit table.
         bins: histogram bins per unit (the threshold is within one bin of the exact quantile).
-        every_n_epochs: dissect every n-th epoch.
+        every_n_epochs: dissect every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
         to_rgb: inputs -> RGB in ``[0, 1]`` (for the colour concepts and the pictures).
         strict: re-raise errors instead of warning.
         name: appended to the tags.
@@ -83,12 +85,14 @@ class NetworkDissection(ValidationStream):
         iou_threshold: float = 0.04,
         top_k: int = 4,
         bins: int = 256,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         to_rgb: Optional["ToRGB"] = None,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
+        io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, budget=budget, io=io)
         check_positive("NetworkDissection", bins=bins)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
             raise MisconfigurationException(f"NetworkDissection: top_k must be a non-negative integer, got {top_k!r}")

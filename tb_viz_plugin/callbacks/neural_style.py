@@ -17,6 +17,7 @@ from tb_viz_plugin.log.neural_style import KIND, write_neural_style
 from tb_viz_plugin.methods import style_transfer, texture
 from tb_viz_plugin.methods.layers import one_layer
 from tb_viz_plugin.methods.optvis.style import STYLE_WEIGHT
+from tb_viz_plugin.methods.model_io import IO
 
 
 class NeuralStyle(RankZeroCallback):
@@ -39,7 +40,8 @@ class NeuralStyle(RankZeroCallback):
         indices: explicit validation-set indices of the probe images.
         style_images: ``(1 or num_images, C, H, W)`` model inputs (normalised like the dataset's)
             to take the style from instead of the probe images.
-        every_n_epochs: log every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
         steps: optimisation steps of each batch per logged epoch.
         style_weight: weight of the (relative) style loss against the (relative) content loss.
         class_names: label names for captions; default the module's or the dataset's, if any.
@@ -70,7 +72,7 @@ class NeuralStyle(RankZeroCallback):
         num_images: int = 4,
         indices: Optional[Sequence[int]] = None,
         style_images: Optional[torch.Tensor] = None,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         steps: int = 200,
         style_weight: float = STYLE_WEIGHT,
         class_names: Optional[Sequence[str]] = None,
@@ -79,8 +81,10 @@ class NeuralStyle(RankZeroCallback):
         seed: int = 0,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
+        io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name)
+        super().__init__(every_n_epochs, strict, num_images=num_images, indices=indices, name=name, budget=budget, io=io)
         check_positive("NeuralStyle", steps=steps)
         if content_layer is not None and (not isinstance(content_layer, str) or not content_layer):
             raise MisconfigurationException(
@@ -133,4 +137,5 @@ class NeuralStyle(RankZeroCallback):
                                       style_weight=self.style_weight, **self.normalization)  # fmt: skip
             textures = texture(pl_module, style.expand_as(images), self._style_layers, steps=self.steps, seed=self.seed,
                                **self.normalization)  # fmt: skip
-        write_neural_style(writer, stylized, trainer.global_step, texture=textures, captions=captions, name=self.name)
+        self._write_later(trainer, self._what, write_neural_style, writer, stylized, trainer.global_step, texture=textures,
+                          captions=captions, name=self.name)  # fmt: skip

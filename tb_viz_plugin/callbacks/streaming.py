@@ -18,7 +18,7 @@ from typing_extensions import override
 
 from tb_viz_plugin.callbacks.base import VizCallback
 from tb_viz_plugin.callbacks.probes import first_val_loader
-from tb_viz_plugin.methods.model_io import split_batch
+from tb_viz_plugin.methods.model_io import IO, split_batch
 
 
 def dataset_order(trainer: "pl.Trainer") -> Optional[torch.Tensor]:
@@ -44,8 +44,15 @@ class ValidationStream(VizCallback):
 
     _what = "streaming"
 
-    def __init__(self, every_n_epochs: int = 1, strict: bool = False, name: Optional[str] = None) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name)
+    def __init__(
+        self,
+        every_n_epochs: Optional[int] = None,
+        strict: bool = False,
+        name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
+        io: IO = None,
+    ) -> None:
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, budget=budget, io=io)
         self._tracker: Any = None
         self._order: Optional[torch.Tensor] = None
         self._streamed = 0

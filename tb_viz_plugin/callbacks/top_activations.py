@@ -70,7 +70,10 @@ class TopActivations(VizCallback):
         layers: module names; any layer whose output is ``(N, C, H, W)``. ``None`` = the last ``Conv2d``.
         units: channels shown per layer: ``None`` = the first 16, ``n`` = the first n, or a list of indices.
         k: patches per unit.
-        every_n_epochs: track every n-th epoch.
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
+            and the last epoch).
+        budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
+            the training time (see ``VizCallback``); ``None`` = every epoch.
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising);
             ``None`` = min-max per patch. Must be picklable (a module-level function) for DDP spawn.
         unit_occlusion: also compute, on rank 0 at the end of each logged epoch, the empirical
@@ -103,14 +106,15 @@ class TopActivations(VizCallback):
         layers: Optional[Union[str, Sequence[str]]] = None,
         units: Units = None,
         k: int = 9,
-        every_n_epochs: int = 1,
+        every_n_epochs: Optional[int] = None,
         to_rgb: Optional["ToRGB"] = None,
         unit_occlusion: Union[bool, Mapping[str, Any]] = False,
         strict: bool = False,
         name: Optional[str] = None,
+        budget: Optional[float] = 0.05,
         io: IO = None,
     ) -> None:
-        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, io=io)
+        super().__init__(every_n_epochs=every_n_epochs, strict=strict, name=name, budget=budget, io=io)
         check_positive("TopActivations", k=k)
         with misconfiguration("TopActivations"):
             self._occlusion = check_occlusion_options(unit_occlusion)
@@ -234,11 +238,9 @@ class TopActivations(VizCallback):
         if self._occlusion is not None:
             with self._extra_pass(trainer, pl_module):
                 occlusion = {layer: top_k_occlusion(pl_module, top, **self._occlusion).cpu() for layer, top in merged.items()}
-        cpu = {layer: top.cpu() for layer, top in merged.items()}
         to_rgb = display(self._model_info(trainer, pl_module).io, self.to_rgb)
-        write_top_activations(
-            writer, cpu, trainer.global_step, to_rgb=to_rgb, sample_ids=kind, occlusion=occlusion, name=self.name
-        )
+        self._write_later(trainer, "logging top activations", write_top_activations, writer, merged, trainer.global_step,
+                          to_rgb=to_rgb, sample_ids=kind, occlusion=occlusion, name=self.name)  # fmt: skip
 
     @staticmethod
     def _gather(trainer: "pl.Trainer", pl_module: "pl.LightningModule", results: Dict[str, UnitTopK]) -> Dict[str, UnitTopK]:
@@ -274,9 +276,11 @@ class TopActivations(VizCallback):
 
     @override
     def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
         self._stop()
 
     @override
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
         self._stop()
 

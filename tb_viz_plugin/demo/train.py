@@ -46,17 +46,17 @@ def demo_callbacks(val_set: ShapesDataset | None = None) -> list[pl.Callback]:
             layers=CAM_LAYER, num_images=6, class_names=CLASS_NAMES, to_rgb=denormalize, faithfulness={"steps": 8},
         ),  # fmt: skip
         Embeddings(num_samples=300, class_names=CLASS_NAMES, to_rgb=denormalize),
-        ActivationMaximization(every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
-        DeepDream("features.10", num_images=4, every_n_epochs=2, class_names=CLASS_NAMES, mean=MEAN, std=STD),
+        ActivationMaximization(class_names=CLASS_NAMES, mean=MEAN, std=STD),
+        DeepDream("features.10", num_images=4, class_names=CLASS_NAMES, mean=MEAN, std=STD),
         NetworkDissection(
             layers=CAM_LAYER, concepts=[ColorConcepts(to_rgb=denormalize, size=(DISSECTION_MASKS,) * 2)],
             masks=ShapeMasks(val_set if val_set is not None else val_loader().dataset, size=DISSECTION_MASKS),
             to_rgb=denormalize,
         ),  # fmt: skip
-        FeatureInversion(layers=[FIRST_CONV, DEEP_CONV, "features.8", "features.12"], num_images=3, every_n_epochs=2,
+        FeatureInversion(layers=[FIRST_CONV, DEEP_CONV, "features.8", "features.12"], num_images=3,
                          steps=100, class_names=CLASS_NAMES, mean=MEAN, std=STD),  # fmt: skip
         NeuralStyle("features.10", ["features.2", "features.6", "features.10", "features.14"], num_images=3,
-                    every_n_epochs=2, steps=100, class_names=CLASS_NAMES, mean=MEAN, std=STD),  # fmt: skip
+                    steps=100, class_names=CLASS_NAMES, mean=MEAN, std=STD),  # fmt: skip
     ]
 
 

@@ -7,7 +7,10 @@ apart (the layer, the target, the group...), then, when given, the user's ``name
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+import hashlib
+import threading
+import weakref
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tb_viz_plugin import summary
 from tb_viz_plugin.render import Panel
@@ -58,11 +61,47 @@ def write_items(
 ) -> None:
     """Write one step of a tb-viz tag (a manifest plus encoded images) through ``writer``.
 
+    Static items (``Item.static``) are stored once per writer under ``blobs/<tag>`` and referred to.
+
     Raises:
         ValueError: an invalid tag, kind or step, or items whose data are not bytes.
         TypeError: ``writer`` is not a ``SummaryWriter``.
     """
+    items = _store_static(writer, tag, items, step)
     summary.write_summary(writer, summary.build_summary(tag, kind, items, meta, description), step)
+
+
+_STORED: "weakref.WeakKeyDictionary[Any, Dict[str, Dict[str, Tuple[int, int]]]]" = weakref.WeakKeyDictionary()
+_STORED_LOCK = threading.Lock()
+
+
+def _store_static(writer: Any, tag: str, items: Sequence[summary.Item], step: int) -> List[summary.Item]:
+    """``items`` with every static one replaced by a reference to its bytes, stored once under ``blobs/<tag>``.
+
+    A static image not stored yet by this writer is written now, in one ``blobs/<tag>`` event at
+    ``step`` holding every such image of the call; later steps with the same bytes only refer to it.
+    """
+    if not any(item.static for item in items):
+        return list(items)
+    store = summary.blobs_tag(tag)
+    with _STORED_LOCK:
+        known = _STORED.setdefault(writer, {}).setdefault(store, {})
+        new: List[summary.Item] = []
+        result = []
+        for item in items:
+            if not item.static:
+                result.append(item)
+                continue
+            digest = hashlib.sha256(bytes(item.data)).hexdigest()
+            if digest not in known:
+                new.append(summary.Item(data=item.data, mime=item.mime))
+                known[digest] = (step, len(new))
+            stored_step, index = known[digest]
+            extra = {**item.extra, "stored": {"tag": store, "step": stored_step, "index": index}}
+            result.append(summary.Item(data=b"", caption=item.caption, mime=item.mime, extra=extra))
+        if new:
+            summary.write_summary(writer, summary.build_summary(store, summary.BLOBS_KIND, new), step)
+    return result
 
 
 def write_panel(writer: Any, tag: str, kind: str, panel: Panel, step: int) -> str:

@@ -4,9 +4,10 @@ One step writes, through the run's own ``SummaryWriter``:
 
 - a tb-viz ``embeddings`` step: the 2-D map (PCA or t-SNE, aligned to the previous step's map),
   labels, predictions and cluster-quality numbers in the manifest's ``meta``, plus the thumbnail
-  sprite as the step's image item;
-- for TensorBoard's Projector (``projector=True``): the full features, a metadata table (index,
-  label, predicted, correct) and the same sprite, one entry per step (see :mod:`tb_viz_plugin.projector`).
+  sprite as the step's image item (a static item: stored once per run, see ``summary.Item``);
+- for TensorBoard's Projector (``projector=True``): the features (at most ``projector_dims``
+  principal axes, float32), a metadata table (index, label, predicted, correct) and the same
+  sprite, stored once, one entry per step (see :mod:`tb_viz_plugin.projector`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from torch import nn
 from tb_viz_plugin import projector as projector_files
 from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods.embeddings import EmbeddingMap, embed, embedding_layer, extract_embeddings, source_name
+from tb_viz_plugin.methods.embeddings.projection import pca
 from tb_viz_plugin.methods.layers import one_layer
 from tb_viz_plugin.render import ToRGB
 from tb_viz_plugin.render import embeddings as draw
 
 KIND = "embeddings"
+PROJECTOR_DIMS = 128
+"""Feature columns the Projector gets by default; wider features are projected on their top principal axes."""
 
 
 def write_embeddings(
@@ -39,6 +43,7 @@ def write_embeddings(
     class_names: Optional[Sequence[str]] = None,
     indices: Optional[Sequence[int]] = None,
     projector: bool = True,
+    projector_dims: Optional[int] = PROJECTOR_DIMS,
     name: Optional[str] = None,
 ) -> str:
     """Write the embedding of ``N`` samples at ``step`` (tag ``embeddings/<source>[/<name>]``).
@@ -55,7 +60,9 @@ def write_embeddings(
         to_rgb: inputs -> RGB in ``[0, 1]`` for the thumbnails; ``None`` = min-max per image.
         class_names: names of the class indices.
         indices: an id per sample (e.g. dataset indices), shown on hover; default ``0..N-1``.
-        projector: also write the full features for TensorBoard's Projector (tensor ``<tag>:<step>``).
+        projector: also write the features for TensorBoard's Projector (tensor ``<tag>:<step>``).
+        projector_dims: the Projector gets at most this many feature columns (the top principal
+            axes; ``None`` = all): 1,000 samples cost 0.5 MB per step at 128.
         name: appended to the tag (tells two instances of the view apart).
 
     Returns:
@@ -89,8 +96,11 @@ def write_embeddings(
             None if predicted is None else predicted.tolist(),
             class_names,
         )
-        sprite_thumbs = None if thumbs is None else thumbs[0]
-        panel.meta["projector_tensor"] = projector_files.add_embedding(writer, tag, step, embedding.features, table, sprite_thumbs)
+        sprite = None if thumbs is None else (panel.items[0].data, int(thumbs[0].shape[-1]))
+        features = embedding.features.detach().cpu().float()
+        if projector_dims is not None and features.shape[1] > projector_dims:
+            features = pca(features, projector_dims)[0]  # the Projector's PCA shows the same components
+        panel.meta["projector_tensor"] = projector_files.add_embedding(writer, tag, step, features, table, sprite)
     return write_panel(writer, tag, KIND, panel, step)
 
 

@@ -65,12 +65,16 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def png_item(image: np.ndarray, caption: str = "", **extra: Any) -> summary.Item:
-    """A summary item holding ``image`` as PNG, with its size and ``extra`` in the manifest."""
+def png_item(image: np.ndarray, caption: str = "", static: bool = False, **extra: Any) -> summary.Item:
+    """A summary item holding ``image`` as PNG, with its size and ``extra`` in the manifest.
+
+    ``static``: the same picture is expected at every step (stored once, see ``summary.Item``).
+    """
     return summary.Item(
         data=encode_png(image),
         caption=caption,
         extra={"width": int(image.shape[1]), "height": int(image.shape[0]), **extra},
+        static=static,
     )
 
 

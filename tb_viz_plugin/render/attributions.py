@@ -129,7 +129,7 @@ def panel(
     levels = [map_levels(entry.values, entry.signed) for entry in attribution.maps]
     items = []
     for r, row in enumerate(described):
-        items.append(png_item(pictures[r], _row_caption(row), role="image", row=r))
+        items.append(png_item(pictures[r], _row_caption(row), static=True, role="image", row=r))
         for c, (entry, (grey, low, high)) in enumerate(zip(attribution.maps, levels)):
             caption = f"{entry.label} · #{row['index']} · raw {low[r]:.3g} to {high[r]:.3g}"
             extra = {} if scores is None else {"deletion": scores[0][c][r], "insertion": scores[1][c][r]}

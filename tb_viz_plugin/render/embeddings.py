@@ -7,6 +7,8 @@ tb-viz scatter view, which crops a sample's thumbnail out of the sprite on hover
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -15,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from tb_viz_plugin.methods.embeddings import EmbeddingMap
-from tb_viz_plugin.render import Panel, ToRGB, input_rgb, png_item, tile_grid, to_uint8
+from tb_viz_plugin import summary
+from tb_viz_plugin.render import Panel, ToRGB, encode_png, input_rgb, tile_grid, to_uint8
 
 SPRITE_MAX_PX = 8192
 """The Projector's limit on the sprite's width and height."""
@@ -85,6 +88,32 @@ def sprite(thumbs: torch.Tensor, columns: int) -> np.ndarray:
         (16, 24, 3)
     """
     return to_uint8(tile_grid(thumbs.permute(0, 2, 3, 1).cpu(), columns, gap=0, row_gap=0))
+
+
+_PNG_CACHE: "collections.OrderedDict[str, bytes]" = collections.OrderedDict()
+
+
+def sprite_png(thumbs: torch.Tensor, columns: int) -> bytes:
+    """The PNG of the square sprite (``columns`` x ``columns`` cells, grey past the last thumbnail).
+
+    The same sprite comes back every epoch of a run (its samples are fixed): the encoding of the
+    last few sprites is reused.
+
+    Example:
+        >>> png = sprite_png(torch.rand(5, 3, 8, 8), columns=3)
+        >>> png[:4], sprite_png(torch.zeros(5, 3, 8, 8), 3) == sprite_png(torch.zeros(5, 3, 8, 8), 3)
+        (b'\\x89PNG', True)
+    """
+    n = len(thumbs)
+    grey = torch.full((columns * columns - n, *thumbs.shape[1:]), 0.5, dtype=thumbs.dtype)
+    pixels = sprite(torch.cat([thumbs, grey]) if len(grey) else thumbs, columns)
+    key = hashlib.sha256(pixels.tobytes()).hexdigest() + str(pixels.shape)
+    if key not in _PNG_CACHE:
+        _PNG_CACHE[key] = encode_png(pixels)
+        while len(_PNG_CACHE) > 4:
+            _PNG_CACHE.popitem(last=False)
+    _PNG_CACHE.move_to_end(key)
+    return _PNG_CACHE[key]
 
 
 def sample_thumbnails(images: torch.Tensor, to_rgb: Optional[ToRGB] = None) -> Tuple[torch.Tensor, int]:
@@ -165,7 +194,9 @@ def panel(
     if thumbs is not None:
         images, columns = thumbs
         caption = f"thumbnails of the {n} samples ({images.shape[-1]} px, {columns} per row)"
-        items.append(png_item(sprite(images, columns), caption, tile=int(images.shape[-1]), columns=columns))
+        side = columns * int(images.shape[-1])
+        extra = {"width": side, "height": side, "tile": int(images.shape[-1]), "columns": columns}
+        items.append(summary.Item(data=sprite_png(images, columns), caption=caption, extra=extra, static=True))
     description = f"{n} samples, {dim}-d features, 2-D map by {'PCA' if embedding.method == 'pca' else 't-SNE'}" + (
         " (full features in the Projector tab)" if projector else ""
     )
