@@ -200,6 +200,11 @@ class Embeddings(VizCallback):
                 "Embeddings: the validation dataloader shuffles; give it shuffle=False (the rows of each batch "
                 "are matched to dataset indices, the same samples every epoch)"
             )
+        if self.layers is None and info.head is not None and self._capture is not None and self._capture.head != info.head:
+            with misconfiguration("Embeddings", LayerNotFoundError):  # (logits, aux): the logits' head, not the last Linear
+                self._capture = EmbeddingCapture(pl_module, head=info.head)
+            self.tag = make_tag(KIND, self._capture.source, name=self.name)
+            claim_tags(trainer, self, [self.tag])
         if self._capture is None:  # no nn.Linear: the last feature map, globally pooled
             with misconfiguration("Embeddings", LayerNotFoundError):
                 self._capture = EmbeddingCapture(pl_module, default_layer(info.calls))

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
@@ -43,6 +44,7 @@ class ModelInfo:
         relu: whether the forward pass calls a ReLU (guided methods need one).
         shapes: output shape of every module that returned a tensor, by name.
         calls: the module calls in completion order (outputs as meta tensors), for default layers.
+        head: the ``nn.Linear`` whose output is the logits (``None`` when none is).
         dataset_size: the validation set's length (``None`` when unknown or no validation set).
     """
 
@@ -55,6 +57,7 @@ class ModelInfo:
     shapes: Dict[str, Tuple[int, ...]] = field(default_factory=dict)
     calls: List[ModuleCall] = field(default_factory=list)
     dataset_size: Optional[int] = None
+    head: Optional[str] = None
 
     def feature_map(self, owner: str, layer: str) -> None:
         """Raise ``MisconfigurationException`` unless ``layer`` outputs an ``(N, C, H, W)`` feature map."""
@@ -121,9 +124,13 @@ def probe_model(trainer: "pl.Trainer", pl_module: "pl.LightningModule", io: Mode
     modules = dict(pl_module.named_modules())
     calls: List[ModuleCall] = []
 
+    linear_outputs: Dict[str, torch.Tensor] = {}
+
     def record(name: str, output: Any) -> None:
         if isinstance(output, torch.Tensor):
             calls.append(ModuleCall(name, modules[name], torch.empty(output.shape, device="meta")))
+            if isinstance(modules[name], nn.Linear):
+                linear_outputs[name] = output
 
     with preserved_training_flags(pl_module), torch.inference_mode(False), torch.enable_grad():
         x = trainer.precision_plugin.convert_input(inputs.to(pl_module.device)).detach().clone().requires_grad_(True)
@@ -157,6 +164,7 @@ def probe_model(trainer: "pl.Trainer", pl_module: "pl.LightningModule", io: Mode
         shapes={call.name: tuple(call.output.shape) for call in calls},
         calls=calls,
         dataset_size=dataset_size,
+        head=next((name for name, value in linear_outputs.items() if value is logits), None),
     )
     cache[io] = info
     return info

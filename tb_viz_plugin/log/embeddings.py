@@ -20,8 +20,11 @@ from torch import nn
 from tb_viz_plugin import projector as projector_files
 from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods.embeddings import EmbeddingMap, embed, embedding_layer, extract_embeddings, source_name
+from tb_viz_plugin.methods.embeddings.capture import logits_head
 from tb_viz_plugin.methods.embeddings.projection import pca
 from tb_viz_plugin.methods.layers import one_layer
+from tb_viz_plugin.methods.model_display import display
+from tb_viz_plugin.methods.model_io import IO, prepare
 from tb_viz_plugin.render import ToRGB
 from tb_viz_plugin.render import embeddings as draw
 
@@ -119,6 +122,7 @@ def log_embeddings(
     to_rgb: Optional[ToRGB] = None,
     projector: bool = True,
     name: Optional[str] = None,
+    io: IO = None,
 ) -> torch.Tensor:
     """Embed ``images`` (features, predicted classes, 2-D map) and write the step (see :func:`write_embeddings`).
 
@@ -138,6 +142,9 @@ def log_embeddings(
         to_rgb: inputs -> RGB in ``[0, 1]`` for the thumbnails; ``None`` = min-max per image.
         projector: also write the full features for TensorBoard's Projector.
         name: appended to the tag (tells two instances of the view apart).
+        io: how the model takes inputs and gives outputs (``methods.model_io.ModelIO`` or a dict of
+            its fields): the logits of a dict/tuple output, a forward taking a batch, the task
+            (predicted classes are shown for multiclass models only), how inputs are shown.
 
     Returns:
         The 2-D map ``(N, 2)``: centred, unit RMS radius, aligned to ``reference``.
@@ -159,11 +166,15 @@ def log_embeddings(
         (12, 2)
     """
     layer = one_layer(layers, "log_embeddings")
-    source = source_name(*embedding_layer(model, layer))
-    features, predicted = extract_embeddings(model, images, layer)
+    wrapped, resolved = prepare(model, images, io, labels)
+    head = logits_head(model, images[:2], resolved) if layer is None else None  # (logits, aux): the logits' head
+    source = source_name(*embedding_layer(model, layer, head))
+    features, predicted = extract_embeddings(wrapped, images, layer, head=head)
+    if resolved.task != "multiclass":
+        predicted = None  # an argmax over sigmoid, regression or pooled segmentation scores is no class
     result = embed(features, method=method, labels=labels, reference=reference)
     write_embeddings(
-        writer, source, result, step, labels=labels, predicted=predicted, images=images, to_rgb=to_rgb,
+        writer, source, result, step, labels=labels, predicted=predicted, images=images, to_rgb=display(resolved, to_rgb),
         class_names=class_names, indices=indices, projector=projector, name=name,
     )  # fmt: skip
     return result.points

@@ -10,6 +10,8 @@ from torch import nn
 from tb_viz_plugin.log.core import make_tag, write_panel
 from tb_viz_plugin.methods.activations import Units, activation_layers
 from tb_viz_plugin.methods.attribution.unit_occlusion import TopKOcclusion, top_k_occlusion
+from tb_viz_plugin.methods.model_display import display
+from tb_viz_plugin.methods.model_io import IO, TaskModel, as_io, split_batch
 from tb_viz_plugin.methods.top_k import UnitTopK
 from tb_viz_plugin.methods.tracking import top_activations
 from tb_viz_plugin.render import ToRGB
@@ -41,6 +43,9 @@ def write_top_activations(
         sample_ids: what the sample ids are (``"dataset index"`` or ``"stream position"``), for the view.
         occlusion: per layer, the unit occlusion of its top-k (``TopKOcclusion``).
         name: appended to every tag (tells two instances of the view apart).
+        io: how the model takes inputs (``methods.model_io.ModelIO`` or a dict of its fields):
+            ``batches`` may then be whole batches (tuples, dicts with the named keys) and a
+            ``forward`` taking a batch is called through it; also how inputs are shown.
 
     Returns:
         The tags written.
@@ -73,6 +78,7 @@ def log_top_activations(
     to_rgb: Optional[ToRGB] = None,
     unit_occlusion: Union[bool, Mapping[str, Any]] = False,
     name: Optional[str] = None,
+    io: IO = None,
 ) -> List[str]:
     """Stream ``batches`` through ``model`` and log each unit's k strongest receptive-field patches.
 
@@ -109,12 +115,15 @@ def log_top_activations(
         ['top_activations/2']
     """
     options = check_occlusion_options(unit_occlusion)
-    results = top_activations(model, batches, activation_layers(model, layers, deepest=True), units=units, k=k)
+    io = as_io(io)
+    inputs = (batch if isinstance(batch, torch.Tensor) else split_batch(batch, io)[0] for batch in batches)
+    runner = model if io.forward is None else TaskModel(model, io)
+    results = top_activations(runner, inputs, activation_layers(model, layers, deepest=True), units=units, k=k)
     occluded = None
     if options is not None:
-        occluded = {layer: top_k_occlusion(model, top, **options) for layer, top in results.items()}
+        occluded = {layer: top_k_occlusion(runner, top, **options) for layer, top in results.items()}
     cpu = {layer: top.cpu() for layer, top in results.items()}
-    return write_top_activations(writer, cpu, step, to_rgb=to_rgb, occlusion=occluded, name=name)
+    return write_top_activations(writer, cpu, step, to_rgb=display(io, to_rgb), occlusion=occluded, name=name)
 
 
 OCCLUSION_OPTIONS = ("k", "window", "stride", "baseline", "threshold", "max_memory_mb")

@@ -33,13 +33,14 @@ def last_linear(model: nn.Module) -> Optional[str]:
     return names[-1] if names else None
 
 
-def embedding_layer(model: nn.Module, layer: Optional[str] = None) -> Tuple[str, bool]:
+def embedding_layer(model: nn.Module, layer: Optional[str] = None, head: Optional[str] = None) -> Tuple[str, bool]:
     """Resolve which features to embed: ``(module name, use_its_input)``.
 
     Args:
         model: the network.
-        layer: a module name, whose output is embedded; ``None`` for the input of the last
-            ``nn.Linear`` (the penultimate features of a classifier).
+        layer: a module name, whose output is embedded; ``None`` for the input of ``head``, else of
+            the last ``nn.Linear`` (the penultimate features of a classifier).
+        head: the ``nn.Linear`` that gives the logits (see :func:`logits_head`), when known.
 
     Returns:
         The module name and whether its input (``True``, the default choice) or its output is used.
@@ -53,6 +54,8 @@ def embedding_layer(model: nn.Module, layer: Optional[str] = None) -> Tuple[str,
         >>> embedding_layer(net), embedding_layer(net, "2")
         (('3', True), ('2', False))
     """
+    if layer is None and head is not None:
+        return head, True
     if layer is None:
         (name,) = resolve_layers(
             model,
@@ -130,9 +133,9 @@ class EmbeddingCapture:
         ([10, 11], (2, 5), (2,))
     """
 
-    def __init__(self, model: nn.Module, layer: Optional[str] = None) -> None:
-        self.layer, self.uses_input = embedding_layer(model, layer)
-        self.head = last_linear(model)
+    def __init__(self, model: nn.Module, layer: Optional[str] = None, head: Optional[str] = None) -> None:
+        self.layer, self.uses_input = embedding_layer(model, layer, head)
+        self.head = head or last_linear(model)
         self._model = model
         self._hooks: List[LayerHooks] = []
         self._pending: Optional[_Pending] = None
@@ -250,7 +253,7 @@ class EmbeddingCapture:
 
 
 def extract_embeddings(
-    model: nn.Module, images: torch.Tensor, layer: Optional[str] = None, batch_size: int = 256
+    model: nn.Module, images: torch.Tensor, layer: Optional[str] = None, batch_size: int = 256, head: Optional[str] = None
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Features and predicted classes of ``images`` in an explicit pass (eval mode, no grad).
 
@@ -261,6 +264,7 @@ def extract_embeddings(
         images: ``(N, C, H, W)`` on the model's device.
         layer: see :class:`EmbeddingCapture`.
         batch_size: images per forward pass.
+        head: see :class:`EmbeddingCapture`.
 
     Returns:
         ``(features (N, D) float32 on CPU, predicted (N,) long on CPU or None)``.
@@ -271,7 +275,7 @@ def extract_embeddings(
         >>> tuple(features.shape), tuple(predicted.shape)
         ((10, 8), (10,))
     """
-    with EmbeddingCapture(model, layer) as capture, preserved_training_flags(model), torch.no_grad():
+    with EmbeddingCapture(model, layer, head) as capture, preserved_training_flags(model), torch.no_grad():
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             capture.expect(range(start, start + len(chunk)), batch_size=len(chunk))
@@ -281,3 +285,33 @@ def extract_embeddings(
         _, features, predicted = capture.collect()
     return features.cpu(), None if predicted is None else predicted.cpu()
 
+
+
+def logits_head(model: nn.Module, inputs: torch.Tensor, io: Any = None) -> Optional[str]:
+    """The ``nn.Linear`` whose output is the logits ``io`` picks from the model's output, or ``None``.
+
+    A model returning ``(logits, aux)`` has two heads; the embedding belongs to the logits' one,
+    not to the last ``nn.Linear`` defined. One forward pass of ``inputs`` (eval mode, no grad).
+
+    Example:
+        >>> class TwoHeads(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.body, self.head, self.aux = nn.Flatten(), nn.Linear(12, 3), nn.Linear(12, 2)
+        ...     def forward(self, x):
+        ...         return self.head(self.body(x)), self.aux(self.body(x))
+        >>> logits_head(TwoHeads(), torch.zeros(2, 3, 2, 2))
+        'head'
+    """
+    from tb_viz_plugin.methods.model_io import as_io, call_model, pick_logits
+
+    io = as_io(io)
+    outputs: dict = {}
+    linears = [name for name, module in model.named_modules() if name and isinstance(module, nn.Linear)]
+    if not linears:
+        return None
+    with LayerHooks(model, linears, lambda name, output: outputs.__setitem__(name, output)):
+        with preserved_training_flags(model), torch.inference_mode(False), torch.no_grad():
+            model.eval()
+            logits = pick_logits(call_model(model, inputs.detach().clone(), io), io)
+    return next((name for name, output in outputs.items() if output is logits), None)
