@@ -25,7 +25,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -33,17 +33,18 @@ from typing_extensions import override
 
 from tb_viz_plugin.checkpoints import BackfillError, Checkpoint, PlainModule, find_checkpoints, module_loader, resolve
 from tb_viz_plugin.event_steps import SkipLoggedWriter, logged_steps
+from tb_viz_plugin.summary import BLOBS_KIND
 
 __all__ = ["BackfillError", "CheckpointResult", "PlainModule", "backfill", "default_callbacks"]
 
 
 def default_callbacks() -> List[pl.Callback]:
-    """One of every tb-viz callback that needs no argument, at its defaults (``DeepDream`` needs its layers).
+    """One of every tb-viz callback that needs no argument, at its defaults (today: all of them).
 
     Example:
         >>> names = [type(callback).__name__ for callback in default_callbacks()]
-        >>> "FilterGrid" in names, "AttributionMaps" in names, "DeepDream" in names
-        (True, True, False)
+        >>> "FilterGrid" in names, "AttributionMaps" in names, "NetworkDissection" in names
+        (True, True, True)
     """
     from tb_viz_plugin import callbacks as package
 
@@ -219,7 +220,6 @@ def _data(spec: str) -> Dict[str, Any]:
 
 def _callbacks(spec: Optional[str], strict: bool) -> List[pl.Callback]:
     from tb_viz_plugin.callbacks import VizCallback
-    from tb_viz_plugin.callbacks.schedule import Schedule
 
     if spec is None:
         callbacks = default_callbacks()
@@ -238,10 +238,14 @@ def _callbacks(spec: Optional[str], strict: bool) -> List[pl.Callback]:
             raise BackfillError(f"--callbacks {spec!r} must return a non-empty list of Lightning callbacks, got {bad or 'none'}")
     for callback in callbacks:
         if isinstance(callback, VizCallback):
-            callback.every_n_epochs = 1  # backfill logs every checkpoint (no budget: it is not training)
-            callback._schedule = Schedule(every_n_epochs=1, budget=None)
+            callback.every_n_epochs = 1  # backfill logs every checkpoint (the budget is for training)
             callback.strict = callback.strict or strict
     return callbacks
+
+
+def _views(pairs: Set[Tuple[str, int]]) -> List[Tuple[str, int]]:
+    """The ``(tag, step)`` pairs of views, sorted: not the ``blobs/<tag>`` stores of static images."""
+    return sorted(pair for pair in pairs if not pair[0].startswith(f"{BLOBS_KIND}/"))
 
 
 def _label(callback: pl.Callback) -> str:
@@ -365,8 +369,8 @@ def _backfill_run(
             bar.stage(None)
             logger.writer.flush()
             result = CheckpointResult(
-                checkpoint, "backfilled", sorted(logger.writer.written - written),
-                sorted(logger.writer.skipped - skipped), time.perf_counter() - start, dict(bar.stages),
+                checkpoint, "backfilled", _views(logger.writer.written - written),
+                _views(logger.writer.skipped - skipped), time.perf_counter() - start, dict(bar.stages),
             )  # fmt: skip
             if expected is None:
                 expected = {tag for tag, _ in result.written + result.skipped}

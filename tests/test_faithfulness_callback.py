@@ -21,7 +21,7 @@ def test_scores_are_scalars_beside_the_loss_and_in_the_view(tmp_path):
     trainer = tiny_trainer(tmp_path, [callback])
     trainer.fit(module)
     events = EventAccumulator(str(tmp_path / "tiny" / "v0")).Reload()
-    scalars = sorted(tag for tag in events.Tags()["scalars"] if tag.startswith("tb_viz/"))
+    scalars = sorted(tag for tag in events.Tags()["scalars"] if tag.startswith("tb_viz/faithfulness/"))
     assert scalars == sorted(f"tb_viz/faithfulness/{m}/{s}" for m in [*METHODS, "random"] for s in ("deletion", "insertion"))
     assert [e.step for e in events.Scalars("tb_viz/faithfulness/grad_cam/deletion")] == [2, 4]
     assert "train_loss" in events.Tags()["scalars"]  # the same run, beside the loss

@@ -225,16 +225,26 @@ class VizCallback(pl.Callback):
     ) -> None:
         super().__init__()
         check_schedule(type(self).__name__, every_n_epochs, budget)
-        self.every_n_epochs = every_n_epochs
         self.budget = budget
+        self.every_n_epochs = every_n_epochs  # (a property: also sets the schedule)
         self.strict = bool(strict)
         self.name = check_name(type(self).__name__, name)
         with misconfiguration(type(self).__name__):
             self.io: ModelIO = as_io(io)
         self._no_logger_warned = False
         self._info: Optional[ModelInfo] = None
-        self._schedule = Schedule(every_n_epochs, budget)
         self._schedule_label = type(self).__name__ if name is None else f"{type(self).__name__}/{name}"
+
+    @property
+    def every_n_epochs(self) -> Optional[int]:
+        """The explicit schedule (log every n-th epoch), or ``None`` when the ``budget`` decides; settable."""
+        return self._every_n_epochs
+
+    @every_n_epochs.setter
+    def every_n_epochs(self, value: Optional[int]) -> None:
+        check_schedule(type(self).__name__, value, self.budget)
+        self._every_n_epochs = value
+        self._schedule = Schedule(value, self.budget)
 
     def _key(self, **settings: Any) -> str:
         """The ``state_key`` of these settings (and the ``name``, when given)."""
