@@ -17,6 +17,7 @@ from tb_viz_plugin.projector import read_tensor
 
 from tb_viz_plugin.callbacks import ActivationMaps, FilterGrid
 from tb_viz_plugin.callbacks.base import RankZeroCallback
+from tb_viz_plugin.callbacks.schedule import MIN_SCALE, PROBE_SCALE, Schedule, budget_decision
 
 from tests.helpers import make_plugin, tiny_module, tiny_trainer
 
@@ -70,6 +71,39 @@ def test_a_cheap_callback_logs_every_epoch_and_an_explicit_schedule_wins(tmp_pat
     assert cheap.epochs == [0, 1, 2, 3]
     assert fixed.epochs == [1, 3]  # every_n_epochs: as before, budget or not
     assert [v for _, v in _scalars(tmp_path, "tb_viz/schedule/")["tb_viz/schedule/Slow/fixed"]] == [1.0, 2.0]
+
+
+def test_forced_logs_are_sized_to_the_share_and_other_epochs_log_in_full_only_when_a_full_log_fits():
+    # fake timings: seconds spent so far, seconds a full log costs, seconds the share allows so far
+    assert budget_decision(first=True, last=False, cost=0.0, full_cost=None, allowed=0.01) == (True, PROBE_SCALE)
+    assert budget_decision(first=False, last=True, cost=1.0, full_cost=8.0, allowed=5.0) == (True, 0.5)
+    assert budget_decision(first=False, last=True, cost=1.0, full_cost=2.0, allowed=9.0) == (True, 1.0)
+    assert budget_decision(first=False, last=True, cost=9.0, full_cost=8.0, allowed=5.0) == (True, MIN_SCALE)
+    assert budget_decision(first=False, last=False, cost=1.0, full_cost=3.0, allowed=4.0) == (True, 1.0)
+    assert budget_decision(first=False, last=False, cost=1.0, full_cost=3.5, allowed=4.0) == (False, 1.0)
+
+
+def test_a_scaled_log_counts_as_its_fraction_of_a_full_log():
+    schedule = Schedule(every_n_epochs=None, budget=0.05)
+    schedule.logged, schedule.scale = [0], PROBE_SCALE
+    assert schedule.work(64) == 8 and schedule.work(3) == 1  # at least one step
+    schedule.work(64)
+    schedule.add(0.5)  # the probe log cost 0.5 s for 1/8 of the work
+    assert schedule.full_cost() == pytest.approx(4.0)
+    assert Schedule(every_n_epochs=2, budget=0.05).work(64) == 64
+
+
+def test_a_scaling_callback_probes_at_the_first_epoch_and_sizes_the_last_one(tmp_path):
+    class Steps(Slow):
+        def _log(self, trainer, pl_module, writer):
+            steps = self._work(64)
+            time.sleep(self.seconds * steps / 64)
+            self.epochs.append((trainer.current_epoch, steps))
+
+    steps = Steps(0.8, budget=0.01)  # a full log (0.8 s) never fits 1% of this short run
+    tiny_trainer(tmp_path, [steps], max_epochs=4).fit(tiny_module())
+    assert steps.epochs[0] == (0, 8) and steps.epochs[-1] == (3, 8)  # probe, then the least work scale
+    assert [v for _, v in _scalars(tmp_path, "tb_viz/work/")["tb_viz/work/Steps"]] == [12.5, 12.5]
 
 
 def test_the_budget_is_checked_at_construction():

@@ -24,14 +24,14 @@ def _items(logdir, tag, step):
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    """Both callbacks (defaults for the layers) through a 2-epoch fit with the side-effect guard."""
+    """Both callbacks (defaults for the layers, all steps: no budget) through a 2-epoch fit with the side-effect guard."""
     logdir = tmp_path_factory.mktemp("style_fit")
     violations: list = []
     pl.seed_everything(0)
     module = tiny_module()
     callbacks = [
-        FeatureInversion(num_images=2, steps=3, class_names=NAMES, strict=True, **STATS),
-        NeuralStyle(num_images=2, steps=3, class_names=NAMES, strict=True, **STATS),
+        FeatureInversion(num_images=2, steps=3, class_names=NAMES, strict=True, budget=None, **STATS),
+        NeuralStyle(num_images=2, steps=3, class_names=NAMES, strict=True, budget=None, **STATS),
     ]
     trainer = tiny_trainer(logdir, [guard_side_effects(cb, violations) for cb in callbacks], max_epochs=2)
     trainer.fit(module)

@@ -174,7 +174,7 @@ class ActivationMaximization(RankZeroCallback):
                 classes=list(range(info.outputs)) if self.classes is None else self.classes,
                 class_names=names,
                 units=self._resolved,
-                steps=self.steps,
+                steps=self._work(self.steps),
                 size=self.size or info.size,
                 param=self.param,
                 seed=self.seed,

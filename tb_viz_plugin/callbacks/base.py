@@ -188,8 +188,9 @@ class VizCallback(pl.Callback):
     When to log (see :mod:`tb_viz_plugin.callbacks.schedule`): with ``every_n_epochs`` at the end
     of every n-th epoch; otherwise within ``budget``: the callback measures its own cost and logs
     an epoch when that still fits its share of the training time, always the first and the last
-    epoch of a fit (scalars ``tb_viz/schedule/<callback>`` and ``tb_viz/overhead/<callback>`` show
-    the choice). Rendering, PNG encoding and writing run on a background worker per writer
+    epoch of a fit, their steps sized to the budget (:meth:`_work`; scalars
+    ``tb_viz/schedule/<callback>``, ``tb_viz/overhead/<callback>`` and ``tb_viz/work/<callback>``
+    show the choice). Rendering, PNG encoding and writing run on a background worker per writer
     (:mod:`tb_viz_plugin.log.background`), handed CPU copies; it is drained at the end of the fit
     and on exceptions, so the event files are complete when ``fit`` returns.
 
@@ -265,6 +266,14 @@ class VizCallback(pl.Callback):
         if decision and not known and trainer.is_global_zero and trainer.state.fn == "fit":
             self._schedule.log_scalars(self._writer(trainer), self._schedule_label, trainer.global_step)
         return decision
+
+    def _work(self, n: int) -> int:
+        """How many of ``n`` steps this log runs: all, or fewer when the budget sizes a forced log down.
+
+        See :meth:`tb_viz_plugin.callbacks.schedule.Schedule.work`; with ``every_n_epochs`` or
+        ``budget=None`` it is always ``n``.
+        """
+        return self._schedule.work(n)
 
     def _write_later(self, trainer: "pl.Trainer", what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``fn(*args, **kwargs)`` (a ``write_*`` function) on the writer's background worker.

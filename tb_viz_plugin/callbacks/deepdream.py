@@ -138,7 +138,7 @@ class DeepDream(RankZeroCallback):
         norm = self._normalization(info)
         model = self._task_model(trainer, pl_module)
         with self._extra_pass(trainer, pl_module, grad=True):
-            result = dream(model, images.float(), self._layer, octaves=self.octaves, steps=self.steps, seed=self.seed,
+            result = dream(model, images.float(), self._layer, octaves=self.octaves, steps=self._work(self.steps), seed=self.seed,
                            **norm)  # fmt: skip
         result = shown_rgb(result, info.io.to_rgb, **norm)
         self._write_later(trainer, self._what, write_deepdream, writer, result, trainer.global_step, captions=captions,

@@ -141,6 +141,6 @@ class FeatureInversion(RankZeroCallback):
         captions = probe_captions(indices, None if labels is None else labels.tolist(),
                                   class_names_for(self.class_names, trainer, pl_module))  # fmt: skip
         with self._extra_pass(trainer, pl_module, grad=True):
-            result = invert(pl_module, images, self._layers, steps=self.steps, seed=self.seed, **self.normalization)
+            result = invert(pl_module, images, self._layers, steps=self._work(self.steps), seed=self.seed, **self.normalization)
         self._write_later(trainer, self._what, write_feature_inversion, writer, result, trainer.global_step,
                           captions=captions, name=self.name)  # fmt: skip

@@ -132,10 +132,11 @@ class NeuralStyle(RankZeroCallback):
                         for i, caption in enumerate(captions)]  # fmt: skip
         else:
             style = self.style_images.to(images.device, images.dtype)
+        steps = self._work(self.steps)
         with self._extra_pass(trainer, pl_module, grad=True):
-            stylized = style_transfer(pl_module, images, style, self._content_layer, self._style_layers, steps=self.steps,
+            stylized = style_transfer(pl_module, images, style, self._content_layer, self._style_layers, steps=steps,
                                       style_weight=self.style_weight, **self.normalization)  # fmt: skip
-            textures = texture(pl_module, style.expand_as(images), self._style_layers, steps=self.steps, seed=self.seed,
+            textures = texture(pl_module, style.expand_as(images), self._style_layers, steps=steps, seed=self.seed,
                                **self.normalization)  # fmt: skip
         self._write_later(trainer, self._what, write_neural_style, writer, stylized, trainer.global_step, texture=textures,
                           captions=captions, name=self.name)  # fmt: skip

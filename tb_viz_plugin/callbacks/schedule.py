@@ -9,9 +9,19 @@ its share of the training time. The first epoch of a fit and the last one (``max
 ``max_steps`` or a requested stop) are always logged. Under DDP rank 0 decides and broadcasts, so
 that every rank runs the same collectives.
 
+Forced logs are sized to the budget. A callback whose work is a number of steps (optimisation
+steps of activation maximization, DeepDream, inversion, style) asks :meth:`Schedule.work` how
+many to run; the schedule answers with a *work scale* in [1/8, 1]. The first log of a fit runs at
+``PROBE_SCALE`` (1/8 of the work: its cost per unit of work is not known yet); the last one runs
+at the fraction of a full log that still fits the callback's share (at least ``MIN_SCALE``); every
+other logged epoch runs in full, and is logged only when a full log (estimated from the last log's
+cost divided by its scale) fits. Callbacks whose work does not scale (hooks over the validation
+epoch) ignore the scale and are budgeted on their measured cost as before.
+
 The chosen schedule is logged as scalars at each logged step: ``tb_viz/schedule/<callback>``
-(epochs since the previous log) and ``tb_viz/overhead/<callback>`` (the callback's cost so far in
-percent of the training time); the tab offers both among its curves.
+(epochs since the previous log), ``tb_viz/overhead/<callback>`` (the callback's cost so far in
+percent of the training time) and ``tb_viz/work/<callback>`` (the work scale of that log in
+percent, 100 = full work); the tab offers them among its curves.
 """
 
 from __future__ import annotations
@@ -32,6 +42,9 @@ class _TrainerClock:
         self.members: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self.names: Dict[int, str] = {}
 
+
+PROBE_SCALE = 0.125  # work scale of a fit's first budgeted log (its cost per unit of work is unknown)
+MIN_SCALE = 0.125  # the least work scale of a forced log
 
 _CLOCKS: "weakref.WeakKeyDictionary[Any, _TrainerClock]" = weakref.WeakKeyDictionary()
 
@@ -78,6 +91,8 @@ class Schedule:
         self._clock: Optional[_TrainerClock] = None
         self._start: Optional[float] = None
         self._first_epoch = 0
+        self.scale = 1.0  # work scale offered to the current log (see work())
+        self._used_scale = 1.0  # work scale the most recent log used (1 when it did not call work())
 
     def __getstate__(self) -> Dict[str, Any]:
         """Picklable (DDP spawn): the Trainer's clock stays behind; ``join`` at ``setup`` finds the new one."""
@@ -114,6 +129,7 @@ class Schedule:
         self._first_epoch = trainer.current_epoch
         self.cost = self.last_cost = self._epoch_cost = 0.0
         self.logged, self._decided = [], {}
+        self.scale = self._used_scale = 1.0
         if self._clock is not None:
             self._clock.spent = 0.0
 
@@ -154,6 +170,23 @@ class Schedule:
         self._settle()
         return self.cost / self.training_time()
 
+    def work(self, n: int) -> int:
+        """How much of ``n`` units of work (steps) to run in the current log: ``n`` scaled, at least 1.
+
+        Calling it marks the log as scaled, so that its measured cost counts as that fraction of a
+        full log in the next decisions.
+        """
+        used = max(1, min(n, int(round(n * self.scale))))
+        self._used_scale = used / max(n, 1)
+        return used
+
+    def full_cost(self) -> Optional[float]:
+        """Estimated seconds of a full (unscaled) log: the last log's cost over its scale; ``None`` before one."""
+        if not self.logged:
+            return None
+        self._settle()
+        return self.last_cost / self._used_scale
+
     # ------------------------------------------------------------------ the decision
 
     def should_log(self, trainer: "pl.Trainer") -> bool:
@@ -163,6 +196,7 @@ class Schedule:
         epoch = trainer.current_epoch
         if epoch in self._decided:
             return self._decided[epoch]
+        self.scale = 1.0
         if self.every_n_epochs is not None:
             decision = (epoch + 1) % self.every_n_epochs == 0
         elif self.budget is None or self._start is None or trainer.state.fn != "fit":
@@ -170,32 +204,69 @@ class Schedule:
         else:
             decision = self._within_budget(trainer)
             if trainer.world_size > 1:
-                decision = bool(trainer.strategy.broadcast(decision, src=0))
+                decision, self.scale = trainer.strategy.broadcast((bool(decision), float(self.scale)), src=0)
         self._decided[epoch] = decision
         if decision:
             self._settle()
             self.last_cost = 0.0
+            self._used_scale = 1.0
             self.logged.append(epoch)
         return decision
 
     def _within_budget(self, trainer: "pl.Trainer") -> bool:
-        epoch = trainer.current_epoch
-        if epoch == self._first_epoch or not self.logged or _is_last_epoch(trainer):
-            return True
-        self._settle()
         members = len(self._clock.members) if self._clock is not None else 1
-        share = self.budget / max(members, 1)
-        return self.cost + self.last_cost <= share * self.training_time()
+        decision, self.scale = budget_decision(
+            first=trainer.current_epoch == self._first_epoch or not self.logged,
+            last=_is_last_epoch(trainer),
+            cost=self.total_cost(),
+            full_cost=self.full_cost(),
+            allowed=self.budget / max(members, 1) * self.training_time(),
+        )
+        return decision
 
     def log_scalars(self, writer: Optional[Any], label: str, step: int) -> None:
         """Write ``tb_viz/schedule/<label>`` (:meth:`interval`) and ``tb_viz/overhead/<label>`` (percent) at ``step``."""
         if writer is not None and hasattr(writer, "add_scalar"):
             writer.add_scalar(f"tb_viz/schedule/{label}", self.interval(), step)
             writer.add_scalar(f"tb_viz/overhead/{label}", 100.0 * self.overhead(), step)
+            if self.budget is not None:
+                writer.add_scalar(f"tb_viz/work/{label}", 100.0 * self.scale, step)
 
     def interval(self) -> int:
         """Epochs between the last two logged epochs (1 for the first)."""
         return 1 if len(self.logged) < 2 else self.logged[-1] - self.logged[-2]
+
+
+def budget_decision(
+    first: bool, last: bool, cost: float, full_cost: Optional[float], allowed: float
+) -> "tuple[bool, float]":
+    """Whether a budgeted callback logs this epoch, and the work scale of that log.
+
+    Args:
+        first: the fit's first epoch (or nothing logged yet): always logged, at ``PROBE_SCALE``.
+        last: the fit's last epoch: always logged, at the fraction of a full log that still fits
+            (``allowed - cost`` over ``full_cost``), clamped to [``MIN_SCALE``, 1].
+        cost: seconds the callback spent so far in this fit.
+        full_cost: estimated seconds of one full log (``None`` when none was measured yet).
+        allowed: seconds the callback's share of the training time allows so far.
+
+    Returns:
+        ``(log, scale)``; any other epoch is logged in full when a full log still fits.
+
+    Example:
+        >>> budget_decision(first=True, last=False, cost=0.0, full_cost=None, allowed=0.1)
+        (True, 0.125)
+        >>> budget_decision(first=False, last=True, cost=1.0, full_cost=4.0, allowed=3.0)
+        (True, 0.5)
+    """
+    if first:
+        return True, PROBE_SCALE
+    full = full_cost if full_cost is not None and full_cost > 0 else None
+    if last:
+        if full is None:
+            return True, 1.0
+        return True, min(1.0, max(MIN_SCALE, (allowed - cost) / full))
+    return (full is None or cost + full <= allowed), 1.0
 
 
 def _is_last_epoch(trainer: "pl.Trainer") -> bool:
