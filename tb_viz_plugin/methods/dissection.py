@@ -115,12 +115,13 @@ def update_top_images(
     rows = torch.arange(units, device=features.device)[:, None]
     sample = (best - kept).clamp(min=0)
     small = _small(images.detach().to(features.device))
-    top_images, top_maps = small[sample], features.float()[sample, rows]
-    if current is not None:
-        old = best.clamp(max=kept - 1)
-        fresh = best >= kept
-        top_images = torch.where(fresh[..., None, None, None], top_images, current.images[rows, old])
-        top_maps = torch.where(fresh[..., None, None], top_maps, current.maps[rows, old])
+    if current is None:
+        top_images, top_maps = small[sample], features.float()[sample, rows]
+    else:  # the kept entries in their new order, then the few fresh ones written over
+        top_images, top_maps = current.images[rows, best.clamp(max=kept - 1)], current.maps[rows, best.clamp(max=kept - 1)]
+        unit, rank = (best >= kept).nonzero(as_tuple=True)
+        top_images[unit, rank] = small[sample[unit, rank]]
+        top_maps[unit, rank] = features.float()[sample[unit, rank], unit]
     return TopImages(values[rows, best], all_ids[rows, best], top_images, top_maps)
 
 
@@ -264,6 +265,10 @@ class DissectionTracker:
         """Forget the feature maps of forward passes since the last update (a batch not to count)."""
         self._pending.clear()
 
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep only the images ``keep`` (``(N,)`` bool or indices) of the last forward pass for the next :meth:`update`."""
+        self._pending = {name: features[keep.to(features.device)] for name, features in self._pending.items()}
+
     def results(self, iou_threshold: float = 0.04) -> Dict[str, Dissection]:
         """The dissection of every layer from the counts so far (layers never updated are left out)."""
         out = {}
@@ -287,6 +292,18 @@ class DissectionTracker:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.remove()
+
+
+def sample_stride(total: Optional[int], num_samples: Optional[int]) -> int:
+    """The id stride that picks at most ``num_samples`` of ``total`` images evenly (ids ``0, s, 2s, ...``); 1 = all.
+
+    Example:
+        >>> sample_stride(1200, 300), sample_stride(1200, None), sample_stride(None, 300)
+        (4, 1, 1)
+    """
+    if num_samples is None or not total or total <= num_samples:
+        return 1
+    return -(-total // num_samples)
 
 
 Batch = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
