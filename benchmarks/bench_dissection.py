@@ -30,9 +30,11 @@ from tb_viz_plugin.render import network_dissection as draw
 
 
 def _now(device: torch.device) -> float:
+    """Wall time on a GPU; on CPU the process's CPU time (stable on a shared machine, the cost itself)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter()
+        return time.perf_counter()
+    return time.process_time()
 
 
 def run(layers: List[str], size: int, rounds: int, device: torch.device, num_samples: Optional[int] = None) -> Dict[str, float]:

@@ -103,7 +103,9 @@ def update_top_images(
 ) -> TopImages:
     """``current`` merged with one batch: ``features`` ``(N, U, h, w)``, ``images`` ``(N, C, H, W)``, ``ids`` ``(N,)``.
 
-    Only the kept entries are copied (no ``units x batch`` copy of the images).
+    Only the kept entries are copied (no ``units x batch`` copy of the images); once ``current``
+    holds ``k`` entries per unit its ``images`` and ``maps`` are updated in place (only the
+    entries whose rank changes are written).
     """
     count, units = features.shape[:2]
     peaks = features.float().amax(dim=(2, 3)).T  # (U, N)
@@ -115,13 +117,22 @@ def update_top_images(
     rows = torch.arange(units, device=features.device)[:, None]
     sample = (best - kept).clamp(min=0)
     small = _small(images.detach().to(features.device))
-    if current is None:
+    if current is None or best.shape[1] != kept:
         top_images, top_maps = small[sample], features.float()[sample, rows]
-    else:  # the kept entries in their new order, then the few fresh ones written over
-        top_images, top_maps = current.images[rows, best.clamp(max=kept - 1)], current.maps[rows, best.clamp(max=kept - 1)]
-        unit, rank = (best >= kept).nonzero(as_tuple=True)
-        top_images[unit, rank] = small[sample[unit, rank]]
-        top_maps[unit, rank] = features.float()[sample[unit, rank], unit]
+        if current is not None:
+            old, fresh = best.clamp(max=kept - 1), best >= kept
+            top_images = torch.where(fresh[..., None, None, None], top_images, current.images[rows, old])
+            top_maps = torch.where(fresh[..., None, None], top_maps, current.maps[rows, old])
+    else:  # in place: only the entries whose slot changes are copied (a few per batch)
+        unit, rank = (best != torch.arange(kept, device=best.device)[None]).nonzero(as_tuple=True)
+        source = best[unit, rank]
+        old = source < kept
+        moved_images = small[sample[unit, rank]]
+        moved_maps = features.float()[sample[unit, rank], unit]
+        moved_images[old] = current.images[unit[old], source[old]]
+        moved_maps[old] = current.maps[unit[old], source[old]]
+        top_images, top_maps = current.images, current.maps
+        top_images[unit, rank], top_maps[unit, rank] = moved_images, moved_maps
     return TopImages(values[rows, best], all_ids[rows, best], top_images, top_maps)
 
 
