@@ -104,8 +104,9 @@ def update_top_images(
     """``current`` merged with one batch: ``features`` ``(N, U, h, w)``, ``images`` ``(N, C, H, W)``, ``ids`` ``(N,)``.
 
     Only the kept entries are copied (no ``units x batch`` copy of the images); once ``current``
-    holds ``k`` entries per unit its ``images`` and ``maps`` are updated in place (only the
-    entries whose rank changes are written).
+    holds ``k`` entries per unit it is updated in place and its columns are slots, not ranks
+    (a fresh entry takes the slot of the one it evicts): :func:`merge_top_images` ``([top], k)``
+    puts them in rank order (:meth:`DissectionTracker.results` does).
     """
     count, units = features.shape[:2]
     peaks = features.float().amax(dim=(2, 3)).T  # (U, N)
@@ -123,16 +124,15 @@ def update_top_images(
             old, fresh = best.clamp(max=kept - 1), best >= kept
             top_images = torch.where(fresh[..., None, None, None], top_images, current.images[rows, old])
             top_maps = torch.where(fresh[..., None, None], top_maps, current.maps[rows, old])
-    else:  # in place: only the entries whose slot changes are copied (a few per batch)
-        unit, rank = (best != torch.arange(kept, device=best.device)[None]).nonzero(as_tuple=True)
-        source = best[unit, rank]
-        old = source < kept
-        moved_images = small[sample[unit, rank]]
-        moved_maps = features.float()[sample[unit, rank], unit]
-        moved_images[old] = current.images[unit[old], source[old]]
-        moved_maps[old] = current.maps[unit[old], source[old]]
-        top_images, top_maps = current.images, current.maps
-        top_images[unit, rank], top_maps[unit, rank] = moved_images, moved_maps
+    else:  # in place, in slot order: each fresh entry takes an evicted entry's slot (no other copy)
+        chosen = torch.zeros_like(values, dtype=torch.bool).scatter_(1, best, True)
+        unit, slot = (~chosen[:, :kept]).nonzero(as_tuple=True)
+        _, column = chosen[:, kept:].nonzero(as_tuple=True)  # as many per unit as evicted, in unit order
+        top = current
+        top.values[unit, slot], top.sample_ids[unit, slot] = peaks[unit, column], batch_ids[unit, column]
+        top.images[unit, slot] = small[column]
+        top.maps[unit, slot] = features.float()[column, unit]
+        return top
     return TopImages(values[rows, best], all_ids[rows, best], top_images, top_maps)
 
 
@@ -286,10 +286,12 @@ class DissectionTracker:
         for name, counts in self.counts.items():
             threshold, table, fraction = counts.read()
             iou, best = table.max(dim=1) if len(self.names) else (torch.zeros(counts.units), None)
+            top = self.top[name]
+            ranked = merge_top_images([top], self.top_k) if top is not None else None
             label = [self.names[int(b)] if float(v) >= iou_threshold and float(v) > 0 else None for v, b in zip(iou, best)]
             out[name] = Dissection(
                 name, self.names, self.categories, label, iou.float(), table.float(), threshold, fraction.float(),
-                self.quantile, iou_threshold, counts.images, counts.positions, self.top[name],
+                self.quantile, iou_threshold, counts.images, counts.positions, ranked,
             )  # fmt: skip
         return out
 
