@@ -90,8 +90,8 @@ def main() -> None:
     device = torch.device(args.device)
     cases: List[Tuple[List[str], int, Optional[int]]] = [
         (["model.features"], 16, None), (["model.features"], 16, 300), (["model.features"], 16, 100),
-        (["model.features"], 32, None), (["model.features"], 32, 300), (["model.features"], 64, 300),
-        (["model.features.10", "model.features"], 32, 300),
+        (["model.features"], 32, None), (["model.features"], 32, 100), (["model.features"], 64, 100),
+        (["model.features.10", "model.features"], 32, 100),
     ]  # fmt: skip
     print("| layers | mask size | images counted | forward (s) | dissection (s) | added | read-out + render (s) | counts (MiB) | top images (MiB) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

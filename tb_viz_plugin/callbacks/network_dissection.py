@@ -92,7 +92,7 @@ class NetworkDissection(ValidationStream):
         iou_threshold: float = 0.04,
         top_k: int = 4,
         bins: int = 256,
-        num_samples: Optional[int] = 300,
+        num_samples: Optional[int] = 100,
         every_n_epochs: Optional[int] = None,
         to_rgb: Optional["ToRGB"] = None,
         strict: bool = False,
