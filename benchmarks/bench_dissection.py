@@ -2,7 +2,9 @@
 
 One validation pass over the demo's 1,200 validation images (64x64, batches of 256, the demo CNN)
 with :class:`~tb_viz_plugin.methods.DissectionTracker` on the demo's layers, the concepts the demo
-uses (11 colours + 6 shape masks), at several mask sizes. Columns: the forward passes alone
+uses (11 colours + 6 shape masks), at several mask sizes, counting all images or ``num_samples``
+evenly spaced ones (as ``NetworkDissection(num_samples=)`` does). On CPU the times are the
+process's CPU time (1 thread: the cost itself, stable on a shared machine). Columns: the forward passes alone
 (no hooks), the time spent in the dissection (hooks, concept masks, counting) as a share of the
 forward passes of the same epoch -- a ratio within one run, so it holds on a shared machine --, the
 epoch-end read-out and rendering, and the memory the counts keep (independent of the number of

@@ -20,6 +20,13 @@ top 5% by default) up to its maximum, so with 256 bins one bin is at most 1/128 
 range that grows later doubles the bin width). On the demo (1,200 images, 128 units) the share of
 activations at or above the streamed thresholds was 0.48%-0.52% for ``quantile=0.005``. The IoU
 read off is exactly the IoU at that threshold (``>=``).
+
+Counting a subset of the images (``NetworkDissection(num_samples=)``, :func:`sample_stride`):
+the bound above holds for the subset; against the whole set its quantile adds sampling error.
+On the demo (random weights, 128 units, 16x16 masks), 100 of the 1,200 validation images: the
+share of all 1,200 images' activations at or above each unit's threshold had median 0.49% and
+at most 0.85% (0.52% with all images, 0.71% with 300), best IoUs within 0.04 of the full set's
+(median 0.006), 105 of 128 best labels the same (118 with 300), 28 detectors against 26.
 """
 
 from __future__ import annotations
