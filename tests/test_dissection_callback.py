@@ -115,3 +115,24 @@ def test_plain_function_logs_one_tag_per_layer(tmp_path):
     assert tags == ["network_dissection/0.1"]
     meta = _answer(tmp_path, tags[0], 3)["meta"]
     assert meta["history"] == [{"step": 3, "epoch": None, "detectors": meta["detectors"], "concepts": meta["concepts_covered"]}]
+
+
+def test_num_samples_counts_evenly_spaced_images(tmp_path):
+    masks = HalfMasks()
+    callback = NetworkDissection(layers="net.0.3", masks=masks, quantile=0.02, top_k=2, num_samples=12, strict=True)
+    module = tiny_module()
+    tiny_trainer(tmp_path, [callback], max_epochs=1, limit_val_batches=4).fit(module)
+    kept = list(range(0, 32, 3))  # stride ceil(32 / 12) = 3: 11 images
+    assert sum(masks.seen[-4:], []) == list(range(32))  # the user's masks get whole batches (then sliced)
+    meta = _answer(tmp_path, "network_dissection/net.0.3")["meta"]
+    assert meta["images"] == len(kept)
+
+    images = torch.cat([x for x, _ in module.val_dataloader()])
+    parts = [torch.tensor([i for i in kept if i // 8 == b]) for b in range(4)]  # the same batches as the loader's
+    batches = [(images[ids], torch.cat([color_concepts(images[ids]), HalfMasks()((images[ids],), ids)], 1)) for ids in parts]
+    module.eval()
+    expected = dissect(module.net, batches, "0.3", names=color_concepts.names + HalfMasks.names, quantile=0.02)["0.3"]
+    assert [u["label"] for u in meta["units"]] == expected.label
+    assert [u["iou"] for u in meta["units"]] == pytest.approx(expected.iou.tolist(), abs=1e-6)
+    with pytest.raises(MisconfigurationException, match="num_samples"):
+        NetworkDissection(num_samples=0)

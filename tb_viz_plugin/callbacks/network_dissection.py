@@ -16,7 +16,9 @@ from tb_viz_plugin.log import make_tag
 from tb_viz_plugin.log.network_dissection import KIND, dissection_history, write_network_dissection
 from tb_viz_plugin.methods import ColorConcepts, Dissection, DissectionCounts, DissectionTracker, TopImages
 from tb_viz_plugin.methods import merge_top_images
+from tb_viz_plugin.callbacks.probes import first_val_loader
 from tb_viz_plugin.methods.concepts import concept_names, stack_masks
+from tb_viz_plugin.methods.dissection import sample_stride
 from tb_viz_plugin.methods.model_io import IO
 
 if TYPE_CHECKING:
@@ -56,6 +58,11 @@ class NetworkDissection(ValidationStream):
         iou_threshold: IoU from which a unit is a detector.
         top_k: top images per unit shown in the unit table.
         bins: histogram bins per unit (the threshold is within one bin of the exact quantile).
+        num_samples: validation images counted per logged epoch, evenly spaced over the dataset
+            (dataset indices ``0, s, 2s, ...`` where the loader's order is known, else the first
+            ones of the stream); ``None`` = all. The cost of the counts grows with the images
+            counted; the thresholds and IoUs are those of this subset (the same images every
+            epoch), its quantile within the sampling error of the whole set's (see ``methods.dissection``).
         every_n_epochs: dissect every n-th epoch; ``None`` = the ``budget`` decides (always the first
             and the last epoch).
         to_rgb: inputs -> RGB in ``[0, 1]`` (for the colour concepts and the pictures).
@@ -85,6 +92,7 @@ class NetworkDissection(ValidationStream):
         iou_threshold: float = 0.04,
         top_k: int = 4,
         bins: int = 256,
+        num_samples: Optional[int] = 100,
         every_n_epochs: Optional[int] = None,
         to_rgb: Optional["ToRGB"] = None,
         strict: bool = False,
@@ -98,6 +106,8 @@ class NetworkDissection(ValidationStream):
             raise MisconfigurationException(f"NetworkDissection: top_k must be a non-negative integer, got {top_k!r}")
         if bins < 4 or bins % 2:
             raise MisconfigurationException(f"NetworkDissection: bins must be an even number >= 4, got {bins}")
+        if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1):
+            raise MisconfigurationException(f"NetworkDissection: num_samples must be a positive integer or None, got {num_samples!r}")
         if not 0 < quantile < 1 or not 0 <= iou_threshold <= 1:
             raise MisconfigurationException(
                 f"NetworkDissection: quantile must be in (0, 1) and iou_threshold in [0, 1], got {quantile!r}, {iou_threshold!r}"
@@ -118,6 +128,8 @@ class NetworkDissection(ValidationStream):
             raise MisconfigurationException("NetworkDissection: no concepts: give concepts= or masks=")
         self.names = names
         self.quantile, self.iou_threshold, self.top_k, self.bins, self.to_rgb = quantile, iou_threshold, top_k, bins, to_rgb
+        self.num_samples = num_samples
+        self._stride, self._cap, self._counted = 1, None, 0
         self._resolved: List[str] = []
         self._history: Dict[str, List[Dict[str, Any]]] = {}
 
@@ -139,17 +151,36 @@ class NetworkDissection(ValidationStream):
 
     @override
     def _start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> DissectionTracker:
+        dataset = getattr(first_val_loader(trainer), "dataset", None)
+        try:
+            total: Optional[int] = len(dataset) if dataset is not None and self._order is not None else None
+        except TypeError:  # an iterable dataset
+            total = None
+        self._stride = sample_stride(total, self.num_samples)
+        self._cap = None if self.num_samples is None else -(-self.num_samples // trainer.world_size)
+        self._counted = 0
         return DissectionTracker(
             pl_module, self._resolved, self.names, self._categories, quantile=self.quantile, bins=self.bins, top_k=self.top_k
         )
 
     @override
     def _feed(self, trainer: "pl.Trainer", tracker: DissectionTracker, batch: Any, images: torch.Tensor, ids: torch.Tensor) -> None:
+        keep = (ids % self._stride == 0).nonzero()[:, 0]
+        if self._cap is not None:
+            keep = keep[: max(0, self._cap - self._counted)]
+        if keep.numel() == 0:
+            tracker.discard()
+            return
+        every = keep.numel() == ids.numel()
+        if not every:
+            tracker.select(keep)
         with torch.no_grad():
-            parts = [source(images) for source in self.concepts]
+            parts = [source(images if every else images[keep]) for source in self.concepts]
             if self.masks is not None:
-                parts.append(self.masks(batch, ids).to(images.device))
-            tracker.update(stack_masks(parts), images, ids)
+                masks = self.masks(batch, ids).to(images.device)
+                parts.append(masks if every else masks[keep])
+            tracker.update(stack_masks(parts), images if every else images[keep], ids if every else ids[keep])
+        self._counted += keep.numel()
 
     @override
     def _finish(self, trainer: "pl.Trainer", tracker: DissectionTracker) -> None:

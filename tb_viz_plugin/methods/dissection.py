@@ -20,6 +20,13 @@ top 5% by default) up to its maximum, so with 256 bins one bin is at most 1/128 
 range that grows later doubles the bin width). On the demo (1,200 images, 128 units) the share of
 activations at or above the streamed thresholds was 0.48%-0.52% for ``quantile=0.005``. The IoU
 read off is exactly the IoU at that threshold (``>=``).
+
+Counting a subset of the images (``NetworkDissection(num_samples=)``, :func:`sample_stride`):
+the bound above holds for the subset; against the whole set its quantile adds sampling error.
+On the demo (random weights, 128 units, 16x16 masks), 100 of the 1,200 validation images: the
+share of all 1,200 images' activations at or above each unit's threshold had median 0.49% and
+at most 0.85% (0.52% with all images, 0.71% with 300), best IoUs within 0.04 of the full set's
+(median 0.006), 105 of 128 best labels the same (118 with 300), 28 detectors against 26.
 """
 
 from __future__ import annotations
@@ -103,7 +110,10 @@ def update_top_images(
 ) -> TopImages:
     """``current`` merged with one batch: ``features`` ``(N, U, h, w)``, ``images`` ``(N, C, H, W)``, ``ids`` ``(N,)``.
 
-    Only the kept entries are copied (no ``units x batch`` copy of the images).
+    Only the kept entries are copied (no ``units x batch`` copy of the images); once ``current``
+    holds ``k`` entries per unit it is updated in place and its columns are slots, not ranks
+    (a fresh entry takes the slot of the one it evicts): :func:`merge_top_images` ``([top], k)``
+    puts them in rank order (:meth:`DissectionTracker.results` does).
     """
     count, units = features.shape[:2]
     peaks = features.float().amax(dim=(2, 3)).T  # (U, N)
@@ -115,12 +125,21 @@ def update_top_images(
     rows = torch.arange(units, device=features.device)[:, None]
     sample = (best - kept).clamp(min=0)
     small = _small(images.detach().to(features.device))
-    top_images, top_maps = small[sample], features.float()[sample, rows]
-    if current is not None:
-        old = best.clamp(max=kept - 1)
-        fresh = best >= kept
-        top_images = torch.where(fresh[..., None, None, None], top_images, current.images[rows, old])
-        top_maps = torch.where(fresh[..., None, None], top_maps, current.maps[rows, old])
+    if current is None or best.shape[1] != kept:
+        top_images, top_maps = small[sample], features.float()[sample, rows]
+        if current is not None:
+            old, fresh = best.clamp(max=kept - 1), best >= kept
+            top_images = torch.where(fresh[..., None, None, None], top_images, current.images[rows, old])
+            top_maps = torch.where(fresh[..., None, None], top_maps, current.maps[rows, old])
+    else:  # in place, in slot order: each fresh entry takes an evicted entry's slot (no other copy)
+        chosen = torch.zeros_like(values, dtype=torch.bool).scatter_(1, best, True)
+        unit, slot = (~chosen[:, :kept]).nonzero(as_tuple=True)
+        _, column = chosen[:, kept:].nonzero(as_tuple=True)  # as many per unit as evicted, in unit order
+        top = current
+        top.values[unit, slot], top.sample_ids[unit, slot] = peaks[unit, column], batch_ids[unit, column]
+        top.images[unit, slot] = small[column]
+        top.maps[unit, slot] = features.float()[column, unit]
+        return top
     return TopImages(values[rows, best], all_ids[rows, best], top_images, top_maps)
 
 
@@ -264,16 +283,22 @@ class DissectionTracker:
         """Forget the feature maps of forward passes since the last update (a batch not to count)."""
         self._pending.clear()
 
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep only the images ``keep`` (``(N,)`` bool or indices) of the last forward pass for the next :meth:`update`."""
+        self._pending = {name: features[keep.to(features.device)] for name, features in self._pending.items()}
+
     def results(self, iou_threshold: float = 0.04) -> Dict[str, Dissection]:
         """The dissection of every layer from the counts so far (layers never updated are left out)."""
         out = {}
         for name, counts in self.counts.items():
             threshold, table, fraction = counts.read()
             iou, best = table.max(dim=1) if len(self.names) else (torch.zeros(counts.units), None)
+            top = self.top[name]
+            ranked = merge_top_images([top], self.top_k) if top is not None else None
             label = [self.names[int(b)] if float(v) >= iou_threshold and float(v) > 0 else None for v, b in zip(iou, best)]
             out[name] = Dissection(
                 name, self.names, self.categories, label, iou.float(), table.float(), threshold, fraction.float(),
-                self.quantile, iou_threshold, counts.images, counts.positions, self.top[name],
+                self.quantile, iou_threshold, counts.images, counts.positions, ranked,
             )  # fmt: skip
         return out
 
@@ -287,6 +312,18 @@ class DissectionTracker:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.remove()
+
+
+def sample_stride(total: Optional[int], num_samples: Optional[int]) -> int:
+    """The id stride that picks at most ``num_samples`` of ``total`` images evenly (ids ``0, s, 2s, ...``); 1 = all.
+
+    Example:
+        >>> sample_stride(1200, 300), sample_stride(1200, None), sample_stride(None, 300)
+        (4, 1, 1)
+    """
+    if num_samples is None or not total or total <= num_samples:
+        return 1
+    return -(-total // num_samples)
 
 
 Batch = Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
