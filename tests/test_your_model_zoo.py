@@ -4,6 +4,10 @@ Images are 64 px (at 32 px the deepest maps of some families are too small for D
 octaves). Only the costs are cut (optimisation steps, probe counts; see ``every_callback``); layers,
 methods, sizes and the rest are the defaults. Each family must log every view, and warn only where a
 default method cannot apply (guided methods on a net without ReLU, said once).
+
+Cost: about 1-2 min for the 13 families on 2 CPU cores (per family in BENCHMARKS.md, "Model zoo").
+It was ~20 min while TopActivations measured receptive fields on inputs up to 512 px; it now
+measures up to twice the input's side (``measure_layer``'s default).
 """
 
 from __future__ import annotations
