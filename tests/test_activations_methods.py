@@ -55,6 +55,8 @@ def test_receptive_field_of_resnet18_and_lower_bound():
     capped = measure_layer(resnet, "layer2", (3, 16, 16), max_size=32)  # true field 99 px
     assert not capped.rf.complete and capped.rf.size == (32, 32) and capped.crop_size == (16, 16)
     assert capped.rf.describe().startswith("RF >= 32x32")
+    deep = measure_layer(resnet, "layer4", (3, 32, 32))  # by default measured up to twice the input's side
+    assert not deep.rf.complete and deep.rf.size == (64, 64) and deep.crop_size == (32, 32)
     assert resnet.training  # flags restored
 
 

@@ -145,7 +145,7 @@ def run_callbacks(tmp_path: Any, module: pl.LightningModule, data: Dataset, call
 
 def _ours(message: str) -> bool:
     names = ("tb-viz", "FilterGrid", "ActivationMaps", "AttributionMaps", "TopActivations", "Embeddings",
-             "ActivationMaximization", "DeepDream")  # fmt: skip
+             "ActivationMaximization", "DeepDream", "NetworkDissection", "FeatureInversion", "NeuralStyle")  # fmt: skip
     return any(message.startswith(name) for name in names)
 
 

@@ -106,14 +106,23 @@ def _gradient_boxes(
 
 
 def measure_layer(
-    model: nn.Module, layer: str, input_shape: Sequence[int], *, max_size: int = 512, samples: int = 4, seed: int = 0
+    model: nn.Module,
+    layer: str,
+    input_shape: Sequence[int],
+    *,
+    max_size: Optional[int] = None,
+    samples: int = 4,
+    seed: int = 0,
 ) -> LayerGeometry:
     """Channels, feature-map size and receptive field of ``layer`` for inputs of ``input_shape``.
 
     The receptive field is measured, for any architecture, by the gradient of a central unit (all
     channels) with respect to random inputs: its nonzero box is the region, and the box's shift to
     the diagonal neighbour unit is the effective stride. When the region reaches every border of the
-    input, the measurement is repeated on inputs twice as large, up to ``max_size`` pixels.
+    input, the measurement is repeated on inputs twice as large, up to ``max_size`` pixels (by
+    default twice the input's larger side: a field larger than that is reported as a lower bound,
+    ``complete=False``; the crops shown are the whole image either way, and measuring a deep layer of
+    a big network at 512 px would cost it ~64 passes of the input's size per doubling step).
 
     Runs with the model in eval mode (every submodule's flag restored after), out of inference mode,
     with gradients enabled; randomness comes from its own generator (``seed``), never the global
@@ -123,7 +132,7 @@ def measure_layer(
         model: the network; ``model(images)`` must run it.
         layer: the submodule name.
         input_shape: ``(C, H, W)`` of one input.
-        max_size: largest input side used for the measurement.
+        max_size: largest input side used for the measurement (default ``2 * max(H, W)``).
         samples: random inputs per measured unit.
         seed: seed of the random inputs.
 
@@ -143,6 +152,7 @@ def measure_layer(
     channels, height, width = (int(s) for s in input_shape)
     generator = torch.Generator().manual_seed(seed)
     size = (height, width)
+    max_size = 2 * max(size) if max_size is None else max_size
     first: Optional[Tuple[Tuple[int, int], int]] = None
     with preserved_training_flags(model), torch.inference_mode(False), torch.enable_grad():
         while True:
