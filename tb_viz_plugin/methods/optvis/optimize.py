@@ -147,6 +147,21 @@ def evaluate(
         return score(images, images).detach().float().cpu()
 
 
+def _accepts_other_sizes(
+    model: nn.Module, shape: Sequence[int], mean: Optional[Sequence[float]], std: Optional[Sequence[float]],
+    device: torch.device,
+) -> bool:
+    """Whether ``model`` runs on a grey image 8 pixels larger than ``shape`` (no fixed-size head); flags restored."""
+    grey = torch.full((1, shape[1], shape[2] + 8, shape[3] + 8), 0.5, device=device)
+    try:
+        with preserved_training_flags(model), torch.inference_mode(False), torch.no_grad():
+            model.eval()
+            model(to_model_input(grey, mean, std))
+    except Exception:  # noqa: BLE001 - any failure means: keep the size
+        return False
+    return True
+
+
 def render(
     model: nn.Module,
     objective: Objective,
@@ -160,6 +175,7 @@ def render(
     generator: Optional[torch.Generator] = None,
     blur_every: int = 0,
     blur_sigma: float = 0.5,
+    keep_size: Optional[bool] = None,
 ) -> Rendered:
     """Maximise ``objective`` over the images of ``param`` with Adam; all images in one batch.
 
@@ -182,6 +198,9 @@ def render(
         blur_every: every this many steps, blur the pixel parameters (4-D ones) in place with a
             Gaussian of ``blur_sigma`` pixels (periodic blur, Yosinski 2015); 0 = never.
         blur_sigma: the blur's standard deviation in pixels.
+        keep_size: resize the transformed images back to the images' size before the model sees
+            them (a network with a fixed-size head needs it); ``None`` = only when the model fails
+            on a larger image (one grey forward pass to find out).
 
     Returns:
         ``Rendered(images (N, 3, H, W) in [0, 1], values (N,))``.
@@ -219,11 +238,13 @@ def render(
     pipeline = compose(default_transforms(shape[-1]) if transforms is None else transforms)
     fused = all(p.device.type in ("cpu", "cuda") for p in params)  # one kernel per step instead of ~10 per tensor
     optimizer = torch.optim.Adam(params, lr=lr, maximize=True, fused=fused)
+    if keep_size is None:
+        keep_size = not _accepts_other_sizes(model, shape, mean, std, params[0].device)
     with scoring(model, objective, mean, std) as score:
         for step in range(1, steps + 1):
             image = image_fn()
             seen = pipeline(image, generator)
-            if seen.shape[-2:] != image.shape[-2:]:  # the model sees the images' size (fixed-size heads)
+            if keep_size and seen.shape[-2:] != image.shape[-2:]:  # the model sees the images' size (fixed-size heads)
                 seen = F.interpolate(seen, size=image.shape[-2:], mode="bilinear", align_corners=False)
             grads = torch.autograd.grad(score(image, seen).sum(), params)
             for parameter, grad in zip(params, grads):
