@@ -322,8 +322,8 @@ def test_the_cli_module_imports_neither_torch_nor_lightning():
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_the_demo_callbacks_backfilled_match_a_run_trained_with_them(runs, bare, tmp_path):
-    """``demo_callbacks`` (the README's command): at every checkpoint the live run's tags, and more where the
-    live run skipped an epoch (``every_n_epochs=2``); the views of weights and probe images byte for byte."""
+    """``demo_callbacks`` (the README's command): at every checkpoint the live run's tags (more where the live
+    run's budget skipped a view); the views of weights and probe images byte for byte."""
     from tb_viz_plugin.demo.train import train
 
     live_dir = str(train(tmp_path / "live", epochs=2, n_train=256, n_val=N_VAL, callbacks=True)["run_dir"])
@@ -331,9 +331,7 @@ def test_the_demo_callbacks_backfilled_match_a_run_trained_with_them(runs, bare,
              callbacks="tb_viz_plugin.demo.train:demo_callbacks", device="cpu", progress=False)  # fmt: skip
     live, filled = read_run(live_dir)[0], read_run(str(bare))[0]
     assert tags_at(filled, 8) == tags_at(live, 8)
-    extra = set(tags_at(filled, 4)) - set(tags_at(live, 4))
-    assert set(tags_at(live, 4)) <= set(tags_at(filled, 4)) and extra
-    assert {tag.split("/")[0] for tag in extra} == {"activation_maximization", "deepdream"}  # every 2nd epoch live
+    assert set(tags_at(live, 4)) <= set(tags_at(filled, 4))  # (the live run's budget may skip a view)
     for step in (4, 8):
         for tag in tags_at(live, step):
             if tag.split("/")[0] in ("filters", "activation_maps", "attributions"):
