@@ -55,16 +55,8 @@ def test_every_view_on_every_family(tmp_path, family):
     assert_every_view(tags, [w for w in warnings if w not in dropped])
 
 
-AUX_HEADS = pytest.mark.xfail(
-    strict=True,
-    reason="the default (deepest) layer is in an auxiliary head that eval mode skips; TopActivations picks "
-    "the last conv that ran, these three callbacks do not yet",
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("family", [pytest.param(f, marks=AUX_HEADS) if f == "googlenet" else f
-                                    for f in sorted(FAMILIES)])  # fmt: skip
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_dissection_inversion_style_on_every_family(tmp_path, family):
     torch.manual_seed(0)
     module = UserModule(FAMILIES[family]())

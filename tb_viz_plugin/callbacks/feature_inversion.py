@@ -9,7 +9,8 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
 from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, check_positive, class_names_for
-from tb_viz_plugin.callbacks.base import misconfiguration
+from tb_viz_plugin.callbacks.base import claim_tags, misconfiguration
+from tb_viz_plugin.callbacks.model_check import ModelInfo, convs_that_ran
 from tb_viz_plugin.callbacks.probes import probe_captions
 from tb_viz_plugin.log.feature_inversion import inversion_tag, write_feature_inversion
 from tb_viz_plugin.methods import LayerNotFoundError, conv2d_layer_names, invert, resolve_layers
@@ -135,6 +136,16 @@ class FeatureInversion(RankZeroCallback):
         first_and_deepest = lambda convs: list(dict.fromkeys([convs[0], convs[-1]]))  # noqa: E731
         self._layers = resolve_named_layers("FeatureInversion", pl_module, self.layers, first_and_deepest)
         super().setup(trainer, pl_module, stage)
+
+    @override
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        super()._check_model(trainer, pl_module, info)
+        ran = convs_that_ran(pl_module, info)
+        if self.layers is None and ran:  # defaults among the convs that run (not an auxiliary head)
+            layers = list(dict.fromkeys([ran[0], ran[-1]]))
+            if layers != self._layers:
+                self._layers = layers
+                claim_tags(trainer, self, self._planned_tags())
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         images, labels, indices = self._load_probes(trainer, pl_module)

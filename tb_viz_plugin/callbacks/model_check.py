@@ -76,6 +76,15 @@ _CACHE: "weakref.WeakKeyDictionary[Any, Dict[Any, ModelInfo]]" = weakref.WeakKey
 _SAID: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
 
 
+def convs_that_ran(pl_module: nn.Module, info: "ModelInfo") -> List[str]:
+    """The ``Conv2d`` names of ``pl_module`` whose output the probe forward saw, in definition order.
+
+    Default layers come from these: the last ``Conv2d`` defined may not run in eval mode
+    (GoogLeNet's auxiliary heads).
+    """
+    return [name for name, module in pl_module.named_modules() if isinstance(module, nn.Conv2d) and name in info.shapes]
+
+
 def say_once(trainer: "pl.Trainer", key: str, message: str) -> None:
     """Warn ``message`` once per Trainer (``key`` tells messages apart), whatever the number of callbacks."""
     said = _SAID.setdefault(trainer, set())

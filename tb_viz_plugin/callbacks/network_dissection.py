@@ -9,7 +9,8 @@ import torch
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.base import check_layer_names, check_positive, misconfiguration, resolve_activation_layers
+from tb_viz_plugin.callbacks.base import check_layer_names, check_positive, claim_tags, misconfiguration, resolve_activation_layers
+from tb_viz_plugin.callbacks.model_check import ModelInfo, convs_that_ran
 from tb_viz_plugin.callbacks.distributed import gather_shards
 from tb_viz_plugin.callbacks.streaming import ValidationStream
 from tb_viz_plugin.log import make_tag
@@ -146,6 +147,14 @@ class NetworkDissection(ValidationStream):
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         self._resolved = resolve_activation_layers("NetworkDissection", pl_module, self.layers, None, deepest=True)
         super().setup(trainer, pl_module, stage)
+
+    @override
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        super()._check_model(trainer, pl_module, info)
+        ran = convs_that_ran(pl_module, info)
+        if self.layers is None and ran and self._resolved != ran[-1:]:  # a default layer that never runs
+            self._resolved = ran[-1:]
+            claim_tags(trainer, self, self._planned_tags())
 
     # ------------------------------------------------------------------ streaming (see ValidationStream)
 

@@ -9,7 +9,8 @@ import torch
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, check_positive, class_names_for
+from tb_viz_plugin.callbacks.base import RankZeroCallback, check_layer_names, check_positive, claim_tags, class_names_for
+from tb_viz_plugin.callbacks.model_check import ModelInfo, convs_that_ran
 from tb_viz_plugin.callbacks.feature_inversion import check_channel_stats, resolve_named_layers
 from tb_viz_plugin.callbacks.probes import probe_captions
 from tb_viz_plugin.log import make_tag
@@ -121,6 +122,16 @@ class NeuralStyle(RankZeroCallback):
                                                       lambda convs: convs[-1:])  # fmt: skip
         self._style_layers = resolve_named_layers("NeuralStyle", pl_module, self.style_layers, lambda convs: convs)
         super().setup(trainer, pl_module, stage)
+
+    @override
+    def _check_model(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", info: ModelInfo) -> None:
+        super()._check_model(trainer, pl_module, info)
+        ran = convs_that_ran(pl_module, info)
+        if ran and self.style_layers is None:
+            self._style_layers = ran  # defaults among the convs that run (not an auxiliary head)
+        if ran and self.content_layer is None and self._content_layer != ran[-1]:
+            self._content_layer = ran[-1]
+            claim_tags(trainer, self, self._planned_tags())
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         images, labels, indices = self._load_probes(trainer, pl_module)
