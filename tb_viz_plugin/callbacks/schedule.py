@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
@@ -204,7 +204,7 @@ class Schedule:
         else:
             decision = self._within_budget(trainer)
             if trainer.world_size > 1:
-                decision, self.scale = trainer.strategy.broadcast((bool(decision), float(self.scale)), src=0)
+                decision, self.scale = _broadcast_decision(trainer, bool(decision), float(self.scale))
         self._decided[epoch] = decision
         if decision:
             self._settle()
@@ -267,6 +267,22 @@ def budget_decision(
             return True, 1.0
         return True, min(1.0, max(MIN_SCALE, (allowed - cost) / full))
     return (full is None or cost + full <= allowed), 1.0
+
+
+def _broadcast_decision(trainer: "pl.Trainer", decision: bool, scale: float) -> Tuple[bool, float]:
+    """Rank 0's ``(decision, scale)`` on every rank: one plain tensor broadcast (every rank calls it).
+
+    A plain ``torch.distributed.broadcast`` of a tensor rather than Lightning's object broadcast
+    (pickles through ``broadcast_object_list``), as ``callbacks.distributed`` gathers.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return trainer.strategy.broadcast((decision, scale), src=0)
+    values = torch.tensor([float(decision), scale], dtype=torch.float64, device=trainer.strategy.root_device)
+    dist.broadcast(values, src=0)
+    return bool(values[0].item() > 0.5), float(values[1].item())
 
 
 def _is_last_epoch(trainer: "pl.Trainer") -> bool:

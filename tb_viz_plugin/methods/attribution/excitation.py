@@ -184,6 +184,7 @@ class ExcitationRules(TorchFunctionMode):
         weighted_calls: convolutions and linear layers recorded so far.
 
     Example:
+        >>> _ = torch.manual_seed(0)
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
         >>> x = torch.rand(1, 3, 8, 8, requires_grad=True)
         >>> with ExcitationRules() as rules:

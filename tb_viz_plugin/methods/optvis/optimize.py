@@ -151,8 +151,8 @@ def _accepts_other_sizes(
     model: nn.Module, shape: Sequence[int], mean: Optional[Sequence[float]], std: Optional[Sequence[float]],
     device: torch.device,
 ) -> bool:
-    """Whether ``model`` runs on a grey image 8 pixels larger than ``shape`` (no fixed-size head); flags restored."""
-    grey = torch.full((1, shape[1], shape[2] + 8, shape[3] + 8), 0.5, device=device)
+    """Whether ``model`` runs on a grey image of ``shape``'s size (no fixed-size head); flags restored."""
+    grey = torch.full((1, shape[1], shape[2], shape[3]), 0.5, device=device)
     try:
         with preserved_training_flags(model), torch.inference_mode(False), torch.no_grad():
             model.eval()
@@ -200,7 +200,7 @@ def render(
         blur_sigma: the blur's standard deviation in pixels.
         keep_size: resize the transformed images back to the images' size before the model sees
             them (a network with a fixed-size head needs it); ``None`` = only when the model fails
-            on a larger image (one grey forward pass to find out).
+            on the transformed size (one grey forward pass at the first such step to find out).
 
     Returns:
         ``Rendered(images (N, 3, H, W) in [0, 1], values (N,))``.
@@ -238,12 +238,12 @@ def render(
     pipeline = compose(default_transforms(shape[-1]) if transforms is None else transforms)
     fused = all(p.device.type in ("cpu", "cuda") for p in params)  # one kernel per step instead of ~10 per tensor
     optimizer = torch.optim.Adam(params, lr=lr, maximize=True, fused=fused)
-    if keep_size is None:
-        keep_size = not _accepts_other_sizes(model, shape, mean, std, params[0].device)
     with scoring(model, objective, mean, std) as score:
         for step in range(1, steps + 1):
             image = image_fn()
             seen = pipeline(image, generator)
+            if keep_size is None and seen.shape[-2:] != image.shape[-2:]:  # found out once, at the first other size
+                keep_size = not _accepts_other_sizes(model, seen.shape, mean, std, seen.device)
             if keep_size and seen.shape[-2:] != image.shape[-2:]:  # the model sees the images' size (fixed-size heads)
                 seen = F.interpolate(seen, size=image.shape[-2:], mode="bilinear", align_corners=False)
             grads = torch.autograd.grad(score(image, seen).sum(), params)
