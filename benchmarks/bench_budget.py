@@ -92,7 +92,9 @@ def _resnet_data(n_train: int, n_val: int) -> Tuple[DataLoader, DataLoader]:
 def resnet_callbacks() -> Dict[str, Callable[[], pl.Callback]]:
     """Every callback at its defaults (DeepDream needs a layer: ``layer3``)."""
     names = ["FilterGrid", "ActivationMaps", "TopActivations", "AttributionMaps", "Embeddings", "ActivationMaximization"]
-    return {**{name: getattr(viz, name) for name in names}, "DeepDream": lambda: viz.DeepDream("model.layer3")}
+    later = ["NetworkDissection", "FeatureInversion", "NeuralStyle"]
+    return {**{name: getattr(viz, name) for name in names}, "DeepDream": lambda: viz.DeepDream("model.layer3"),
+            **{name: getattr(viz, name) for name in later}}  # fmt: skip
 
 
 def demo_set() -> Dict[str, Callable[[], pl.Callback]]:
@@ -129,7 +131,8 @@ def _fit(model: str, callbacks: List[pl.Callback], epochs: int, root: str) -> Di
         trainer.fit(module, *loaders)
     wall, cpu = time.perf_counter() - clock.wall, time.process_time() - clock.cpu
     ours = [cb for cb in callbacks if isinstance(cb, viz.VizCallback)]
-    logged = {type(cb).__name__: list(cb._schedule.logged) for cb in ours}
+    logged = {type(cb).__name__: [f"{e}" if w == 1 else f"{e}@{w:.0%}" for e, w in zip(cb._schedule.logged, cb._schedule.scales)]
+              for cb in ours}  # fmt: skip
     spent = {type(cb).__name__: cb._schedule.total_cost() for cb in ours}
     return {"wall": wall, "cpu": cpu, "bytes": _size(os.path.join(root, "run", "v0")), "logged": logged, "spent": spent}
 

@@ -32,7 +32,7 @@ def _read(tmp_path, tag="attributions/net.0.3/predicted", step=None):
 def test_logs_one_grid_per_validation_epoch(tmp_path):
     module = tiny_module()
     module.class_names = ["cat", "dog", "<b>emu</b>", "yak"]
-    callback = AttributionMaps(methods=METHODS, num_images=3, options=OPTIONS, strict=True)
+    callback = AttributionMaps(methods=METHODS, num_images=3, options=OPTIONS, strict=True, budget=None)
     tiny_trainer(tmp_path, [callback], max_epochs=2).fit(module)
     tags = _read(tmp_path)
     assert tags["attributions/net.0.3/predicted"]["kind"] == "attributions"

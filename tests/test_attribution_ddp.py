@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tb_viz_plugin.callbacks import AttributionMaps
+from tests.ddp_exit import LeaveProcessGroup
 
 from tests.helpers import make_plugin
 
@@ -40,7 +41,7 @@ class SmallClassifier(pl.LightningModule):
 def _validate(logdir, **trainer_kwargs):
     callback = AttributionMaps(methods=["cam", "grad_cam", "occlusion"], num_images=3, options={"occlusion": {"window": 6}}, strict=True)
     trainer = pl.Trainer(
-        logger=TensorBoardLogger(str(logdir), name="run", version="v0"), callbacks=[callback],
+        logger=TensorBoardLogger(str(logdir), name="run", version="v0"), callbacks=[callback, LeaveProcessGroup()],
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, **trainer_kwargs,
     )  # fmt: skip
     trainer.validate(SmallClassifier(), verbose=False)

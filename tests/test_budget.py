@@ -81,15 +81,21 @@ def test_forced_logs_are_sized_to_the_share_and_other_epochs_log_in_full_only_wh
     assert budget_decision(first=False, last=True, cost=9.0, full_cost=8.0, allowed=5.0) == (True, MIN_SCALE)
     assert budget_decision(first=False, last=False, cost=1.0, full_cost=3.0, allowed=4.0) == (True, 1.0)
     assert budget_decision(first=False, last=False, cost=1.0, full_cost=3.5, allowed=4.0) == (False, 1.0)
+    # the fit's length known: a log that fits so far is skipped when it leaves no room for the last one
+    assert budget_decision(first=False, last=False, cost=1.0, full_cost=3.0, allowed=4.0, allowed_by_end=6.0,
+                           reserve=3.0) == (False, 1.0)  # fmt: skip
+    assert budget_decision(first=False, last=False, cost=1.0, full_cost=3.0, allowed=4.0, allowed_by_end=7.0,
+                           reserve=3.0) == (True, 1.0)  # fmt: skip
 
 
 def test_a_scaled_log_counts_as_its_fraction_of_a_full_log():
     schedule = Schedule(every_n_epochs=None, budget=0.05)
     schedule.logged, schedule.scale = [0], PROBE_SCALE
-    assert schedule.work(64) == 8 and schedule.work(3) == 1  # at least one step
+    assert schedule.work(64) == round(64 * PROBE_SCALE) and schedule.work(3) == 1  # at least one step
+    assert schedule.work(64, least=16) == 16 and schedule.work(8, least=16) == 8  # a least amount, within n
     schedule.work(64)
-    schedule.add(0.5)  # the probe log cost 0.5 s for 1/8 of the work
-    assert schedule.full_cost() == pytest.approx(4.0)
+    schedule.add(0.5)  # the probe log cost 0.5 s for PROBE_SCALE of the work
+    assert schedule.full_cost() == pytest.approx(0.5 / (round(64 * PROBE_SCALE) / 64))
     assert Schedule(every_n_epochs=2, budget=0.05).work(64) == 64
 
 
@@ -102,8 +108,9 @@ def test_a_scaling_callback_probes_at_the_first_epoch_and_sizes_the_last_one(tmp
 
     steps = Steps(0.8, budget=0.01)  # a full log (0.8 s) never fits 1% of this short run
     tiny_trainer(tmp_path, [steps], max_epochs=4).fit(tiny_module())
-    assert steps.epochs[0] == (0, 8) and steps.epochs[-1] == (3, 8)  # probe, then the least work scale
-    assert [v for _, v in _scalars(tmp_path, "tb_viz/work/")["tb_viz/work/Steps"]] == [12.5, 12.5]
+    least = round(64 * MIN_SCALE)
+    assert steps.epochs[0] == (0, round(64 * PROBE_SCALE)) and steps.epochs[-1] == (3, least)  # probe, then the least
+    assert [v for _, v in _scalars(tmp_path, "tb_viz/work/")["tb_viz/work/Steps"]] == [100 * PROBE_SCALE, 100 * MIN_SCALE]
 
 
 def test_the_budget_is_checked_at_construction():
@@ -189,3 +196,29 @@ def test_the_sprite_is_stored_once_and_every_epoch_still_shows_it(tmp_path):
     variances = torch.linalg.eigvalsh(centred.T @ centred).flip(0)
     kept = float((torch.from_numpy(tensor).double() ** 2).sum() / variances.sum())
     assert kept == pytest.approx(float(variances[:128].sum() / variances.sum()), rel=1e-3)
+
+
+def test_a_sized_down_streamed_log_takes_the_first_batches_and_unhooks_for_the_rest(tmp_path):
+    from tb_viz_plugin.callbacks import AttributionMaps, TopActivations
+
+    from tests.helpers import hook_count
+
+    counts = []
+
+    class HookCount(type(tiny_module())):
+        def validation_step(self, batch, batch_idx):
+            if not self.trainer.sanity_checking:
+                counts.append(hook_count(self))
+            return super().validation_step(batch, batch_idx)
+
+    top = TopActivations(layers="net.0.3", units=2, k=3, budget=0.01, strict=True)  # one epoch: the probe log, 1/8
+    maps = AttributionMaps(methods=["saliency"], num_images=8, budget=0.01, strict=True)
+    tiny_trainer(tmp_path, [top, maps], max_epochs=1, limit_val_batches=4).fit(HookCount())
+    assert counts[0] > 0 and counts[1:] == [0, 0, 0]  # hooked for the first batch only (1/8 of 4: at least one)
+    plugin, _ = make_plugin(str(tmp_path))
+    meta = plugin.items_impl(CTX, "", "tiny/v0", "top_activations/net.0.3", None)["meta"]
+    assert meta["samples"] == 8  # one batch of 8 streamed
+    tags = [t for t in plugin.tags_impl(CTX, "")["tiny/v0"] if t.startswith("attributions/")]
+    assert len(plugin.items_impl(CTX, "", "tiny/v0", tags[0], None)["meta"]["rows"]) == 1  # 1 of 8 probe images
+    assert [v for _, v in _scalars(tmp_path, "tb_viz/work/")["tb_viz/work/TopActivations"]] == [100 * PROBE_SCALE]
+    assert top._schedule.scales == [0.25] and maps._schedule.scales == [0.125]  # what each log really ran (at least 1)

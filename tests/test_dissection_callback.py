@@ -43,7 +43,7 @@ def _answer(logdir, tag, step=None):
 def test_callback_logs_what_the_plain_function_computes(tmp_path):
     violations: list = []
     masks = HalfMasks()
-    callback = guard_side_effects(NetworkDissection(layers=LAYERS, masks=masks, quantile=0.02, top_k=3, strict=True), violations)
+    callback = guard_side_effects(NetworkDissection(layers=LAYERS, masks=masks, quantile=0.02, top_k=3, strict=True, budget=None), violations)
     module = tiny_module()
     trainer = tiny_trainer(tmp_path, [callback], limit_val_batches=4)
     trainer.fit(module)
@@ -119,7 +119,7 @@ def test_plain_function_logs_one_tag_per_layer(tmp_path):
 
 def test_num_samples_counts_evenly_spaced_images(tmp_path):
     masks = HalfMasks()
-    callback = NetworkDissection(layers="net.0.3", masks=masks, quantile=0.02, top_k=2, num_samples=12, strict=True)
+    callback = NetworkDissection(layers="net.0.3", masks=masks, quantile=0.02, top_k=2, num_samples=12, strict=True, budget=None)
     module = tiny_module()
     tiny_trainer(tmp_path, [callback], max_epochs=1, limit_val_batches=4).fit(module)
     kept = list(range(0, 32, 3))  # stride ceil(32 / 12) = 3: 11 images

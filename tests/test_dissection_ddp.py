@@ -10,6 +10,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from tb_viz_plugin.callbacks import NetworkDissection
+from tests.ddp_exit import LeaveProcessGroup
 
 from tests.test_top_activations_ddp import SmallConvNet as TopKNet
 
@@ -30,7 +31,7 @@ def _images():
 def _validate(logdir, **trainer_kwargs):
     trainer = pl.Trainer(
         logger=TensorBoardLogger(str(logdir), name="run", version="v0"),
-        callbacks=[NetworkDissection(layers=["net.1", "net.3"], quantile=0.02, top_k=3, strict=True)],
+        callbacks=[NetworkDissection(layers=["net.1", "net.3"], quantile=0.02, top_k=3, strict=True), LeaveProcessGroup()],
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, **trainer_kwargs,
     )
     trainer.validate(SmallConvNet())

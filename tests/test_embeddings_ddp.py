@@ -12,6 +12,7 @@ from tb_viz_plugin.methods import extract_embeddings
 from tensorboard import context as tb_context
 
 from tests.helpers import make_plugin, tiny_module, tiny_trainer
+from tests.ddp_exit import LeaveProcessGroup
 
 
 class SpawnableModule(type(tiny_module())):
@@ -23,7 +24,7 @@ class SpawnableModule(type(tiny_module())):
 def test_ddp_spawn_gathers_every_rank_s_shard_before_rank_zero_logs(tmp_path):
     module = SpawnableModule()
     callback = Embeddings(num_samples=10, strict=True)
-    trainer = tiny_trainer(tmp_path, [callback], max_epochs=1, devices=2, strategy="ddp_spawn")
+    trainer = tiny_trainer(tmp_path, [callback, LeaveProcessGroup()], max_epochs=1, devices=2, strategy="ddp_spawn")
     trainer.fit(module)
 
     plugin, _ = make_plugin(str(tmp_path))

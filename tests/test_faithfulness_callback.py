@@ -16,7 +16,7 @@ METHODS = ["grad_cam", "saliency"]
 
 
 def test_scores_are_scalars_beside_the_loss_and_in_the_view(tmp_path):
-    callback = AttributionMaps(methods=METHODS, num_images=3, faithfulness={"steps": 4}, strict=True)
+    callback = AttributionMaps(methods=METHODS, num_images=3, faithfulness={"steps": 4}, strict=True, budget=None)
     module = tiny_module()
     trainer = tiny_trainer(tmp_path, [callback])
     trainer.fit(module)

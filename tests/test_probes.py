@@ -71,7 +71,7 @@ def _captioned(answer):
 READERS = {
     "ActivationMaps": (lambda: ActivationMaps(num_images=3, units=2), "activation_maps/net.0.0", _captioned),
     "AttributionMaps": (
-        lambda: AttributionMaps(methods=["saliency"], num_images=3), "attributions/input/predicted",
+        lambda: AttributionMaps(methods=["saliency"], num_images=3, budget=None), "attributions/input/predicted",
         lambda answer: [row["index"] for row in answer["meta"]["rows"]],
     ),  # fmt: skip
     "DeepDream": (lambda: DeepDream("net.0.2", num_images=3, octaves=1, steps=1), "deepdream/net.0.2", _captioned),

@@ -43,7 +43,7 @@ class HookSpy(pl.Callback):
 def test_callback_logs_what_the_plain_function_computes(tmp_path):
     violations: list = []
     spy = HookSpy()
-    callback = guard_side_effects(TopActivations(layers=LAYERS, units=[0, 5, 2], k=4, strict=True), violations)
+    callback = guard_side_effects(TopActivations(layers=LAYERS, units=[0, 5, 2], k=4, strict=True, budget=None), violations)
     module = tiny_module()
     trainer = tiny_trainer(tmp_path / "cb", [callback, spy])
     trainer.fit(module)

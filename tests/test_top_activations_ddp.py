@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tb_viz_plugin.callbacks import TopActivations
+from tests.ddp_exit import LeaveProcessGroup
 
 LAYERS = ["net.1", "net.3"]
 N_VAL = 27  # odd: the DistributedSampler pads rank 1's shard with sample 0 again
@@ -43,7 +44,7 @@ class SmallConvNet(pl.LightningModule):
 def _validate(logdir, **trainer_kwargs):
     trainer = pl.Trainer(
         logger=TensorBoardLogger(str(logdir), name="run", version="v0"),
-        callbacks=[TopActivations(layers=LAYERS, units=[0, 3, 5], k=5, strict=True)],
+        callbacks=[TopActivations(layers=LAYERS, units=[0, 3, 5], k=5, strict=True), LeaveProcessGroup()],
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, **trainer_kwargs,
     )
     trainer.validate(SmallConvNet())

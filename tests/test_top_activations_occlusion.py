@@ -68,7 +68,7 @@ def test_crops_on_a_canvas_give_the_whole_image_maps():
 
 
 def test_callback_logs_the_overlay_and_the_mean_empirical_field(tmp_path):
-    callback = TopActivations(layers=["net.0.3"], units=2, k=3, unit_occlusion={"k": 2}, strict=True)
+    callback = TopActivations(layers=["net.0.3"], units=2, k=3, unit_occlusion={"k": 2}, strict=True, budget=None)
     tiny_trainer(tmp_path, [callback], max_epochs=1).fit(tiny_module())
     plugin, client = make_plugin(str(tmp_path))
     answer = plugin.items_impl(CTX, "", "tiny/v0", "top_activations/net.0.3", None)

@@ -199,6 +199,8 @@ class AttributionMaps(RankZeroCallback):
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", writer: Any) -> None:
         images, labels, indices = self._load_probes(trainer, pl_module)
+        count = self._work(images.shape[0])  # a log the budget sizes down explains the first probe images only
+        images, labels, indices = images[:count], None if labels is None else labels[:count], list(indices)[:count]
         info = self._model_info(trainer, pl_module)
         labels = labels_as_classes(labels, info.io.task)
         if self.target == "label" and labels is None:

@@ -156,13 +156,13 @@ class VizCallback(pl.Callback):
             self._schedule.log_scalars(self._writer(trainer), self._schedule_label, trainer.global_step)
         return decision
 
-    def _work(self, n: int) -> int:
+    def _work(self, n: int, least: int = 1) -> int:
         """How many of ``n`` steps this log runs: all, or fewer when the budget sizes a forced log down.
 
         See :meth:`tb_viz_plugin.callbacks.schedule.Schedule.work`; with ``every_n_epochs`` or
         ``budget=None`` it is always ``n``.
         """
-        return self._schedule.work(n)
+        return self._schedule.work(n, least)
 
     def _write_later(self, trainer: "pl.Trainer", what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``fn(*args, **kwargs)`` (a ``write_*`` function) on the writer's background worker.

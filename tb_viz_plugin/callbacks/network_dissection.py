@@ -165,12 +165,20 @@ class NetworkDissection(ValidationStream):
             total: Optional[int] = len(dataset) if dataset is not None and self._order is not None else None
         except TypeError:  # an iterable dataset
             total = None
-        self._stride = sample_stride(total, self.num_samples)
-        self._cap = None if self.num_samples is None else -(-self.num_samples // trainer.world_size)
+        counted = self.num_samples
+        if counted is not None:
+            counted = self._work(counted, least=16)  # a log the budget sizes down counts fewer images, evenly spaced
+        self._stride = sample_stride(total, counted)
+        self._cap = None if counted is None else -(-counted // trainer.world_size)
         self._counted = 0
         return DissectionTracker(
             pl_module, self._resolved, self.names, self._categories, quantile=self.quantile, bins=self.bins, top_k=self.top_k
         )
+
+    @override
+    def _batch_limit(self, trainer: "pl.Trainer") -> Optional[int]:
+        """Every batch: the budget sizes a log by the images counted (``num_samples``), evenly spaced, instead."""
+        return None
 
     @override
     def _feed(self, trainer: "pl.Trainer", tracker: DissectionTracker, batch: Any, images: torch.Tensor, ids: torch.Tensor) -> None:
@@ -205,9 +213,9 @@ class NetworkDissection(ValidationStream):
             self._history.setdefault(name, []).append(dissection_history(result, trainer.global_step, trainer.current_epoch))
         writer = self._writer(trainer)
         if writer is not None:
-            write_network_dissection(
-                writer, results, trainer.global_step, to_rgb=self.to_rgb, history=self._history, name=self.name
-            )
+            history = {name: [dict(entry) for entry in entries] for name, entries in self._history.items()}
+            self._write_later(trainer, "logging network dissection", write_network_dissection, writer, results,
+                              trainer.global_step, to_rgb=self.to_rgb, history=history, name=self.name)  # fmt: skip
 
     def _gather(self, trainer: "pl.Trainer", tracker: DissectionTracker) -> None:
         """Every rank's counts and top images exchanged (every rank calls the same collectives); summed into ``tracker``."""

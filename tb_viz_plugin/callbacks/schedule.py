@@ -9,14 +9,18 @@ its share of the training time. The first epoch of a fit and the last one (``max
 ``max_steps`` or a requested stop) are always logged. Under DDP rank 0 decides and broadcasts, so
 that every rank runs the same collectives.
 
-Forced logs are sized to the budget. A callback whose work is a number of steps (optimisation
-steps of activation maximization, DeepDream, inversion, style) asks :meth:`Schedule.work` how
-many to run; the schedule answers with a *work scale* in [1/8, 1]. The first log of a fit runs at
-``PROBE_SCALE`` (1/8 of the work: its cost per unit of work is not known yet); the last one runs
-at the fraction of a full log that still fits the callback's share (at least ``MIN_SCALE``); every
-other logged epoch runs in full, and is logged only when a full log (estimated from the last log's
-cost divided by its scale) fits. Callbacks whose work does not scale (hooks over the validation
-epoch) ignore the scale and are budgeted on their measured cost as before.
+Forced logs are sized to the budget. A callback whose work is a count (optimisation steps of
+activation maximization, DeepDream, inversion and style; validation batches streamed by
+TopActivations; images counted by NetworkDissection; probe images explained by AttributionMaps)
+asks :meth:`Schedule.work` how many to run; the schedule answers with a *work scale* in
+[1/32, 1]. The first log of a fit runs at ``PROBE_SCALE`` (1/32 of the work: its cost per unit of
+work is not known yet); the last one runs at the fraction of a full log that still fits the
+callback's share (at least ``MIN_SCALE``); every other logged epoch runs in full, and is logged
+only when a full log (estimated from the last log's cost divided by its scale) fits the share so
+far and, when ``max_epochs`` gives the fit's length, the share of the whole fit with the least
+cost of the forced last log kept back. Callbacks whose work does not scale (FilterGrid,
+ActivationMaps, Embeddings: cheap, one pass over fixed images or the kept samples) ignore the
+scale and are budgeted on their measured cost.
 
 The chosen schedule is logged as scalars at each logged step: ``tb_viz/schedule/<callback>``
 (epochs since the previous log), ``tb_viz/overhead/<callback>`` (the callback's cost so far in
@@ -43,8 +47,8 @@ class _TrainerClock:
         self.names: Dict[int, str] = {}
 
 
-PROBE_SCALE = 0.125  # work scale of a fit's first budgeted log (its cost per unit of work is unknown)
-MIN_SCALE = 0.125  # the least work scale of a forced log
+PROBE_SCALE = 0.03125  # work scale of a fit's first budgeted log (its cost per unit of work is unknown)
+MIN_SCALE = 0.03125  # the least work scale of a forced log
 
 _CLOCKS: "weakref.WeakKeyDictionary[Any, _TrainerClock]" = weakref.WeakKeyDictionary()
 
@@ -85,6 +89,7 @@ class Schedule:
         self.cost = 0.0  # seconds this callback spent in the current fit (training thread + worker)
         self.last_cost = 0.0  # seconds of its most recent logged epoch
         self.logged: List[int] = []  # epochs logged in this fit
+        self.scales: List[float] = []  # the work scale each of those logs used (1 = full work)
         self._worker_costs: List[float] = []  # seconds of background jobs (appended by the worker)
         self._epoch_cost = 0.0
         self._decided: Dict[int, bool] = {}
@@ -93,6 +98,7 @@ class Schedule:
         self._first_epoch = 0
         self.scale = 1.0  # work scale offered to the current log (see work())
         self._used_scale = 1.0  # work scale the most recent log used (1 when it did not call work())
+        self._scaled = False  # whether the callback sizes its logs (called work()): its last log can shrink
 
     def __getstate__(self) -> Dict[str, Any]:
         """Picklable (DDP spawn): the Trainer's clock stays behind; ``join`` at ``setup`` finds the new one."""
@@ -128,7 +134,7 @@ class Schedule:
         self._start = time.perf_counter()
         self._first_epoch = trainer.current_epoch
         self.cost = self.last_cost = self._epoch_cost = 0.0
-        self.logged, self._decided = [], {}
+        self.logged, self.scales, self._decided = [], [], {}
         self.scale = self._used_scale = 1.0
         if self._clock is not None:
             self._clock.spent = 0.0
@@ -170,14 +176,17 @@ class Schedule:
         self._settle()
         return self.cost / self.training_time()
 
-    def work(self, n: int) -> int:
-        """How much of ``n`` units of work (steps) to run in the current log: ``n`` scaled, at least 1.
+    def work(self, n: int, least: int = 1) -> int:
+        """How much of ``n`` units of work (steps) to run in the current log: ``n`` scaled, at least ``least`` (and 1).
 
         Calling it marks the log as scaled, so that its measured cost counts as that fraction of a
         full log in the next decisions.
         """
-        used = max(1, min(n, int(round(n * self.scale))))
+        used = min(n, max(1, least, int(round(n * self.scale))))
         self._used_scale = used / max(n, 1)
+        self._scaled = True
+        if self.scales:
+            self.scales[-1] = self._used_scale
         return used
 
     def full_cost(self) -> Optional[float]:
@@ -211,18 +220,35 @@ class Schedule:
             self.last_cost = 0.0
             self._used_scale = 1.0
             self.logged.append(epoch)
+            self.scales.append(1.0)
         return decision
 
     def _within_budget(self, trainer: "pl.Trainer") -> bool:
         members = len(self._clock.members) if self._clock is not None else 1
+        share = self.budget / max(members, 1)
+        full = self.full_cost()
+        expected = self.expected_training_time(trainer)
         decision, self.scale = budget_decision(
             first=trainer.current_epoch == self._first_epoch or not self.logged,
             last=_is_last_epoch(trainer),
             cost=self.total_cost(),
-            full_cost=self.full_cost(),
-            allowed=self.budget / max(members, 1) * self.training_time(),
+            full_cost=full,
+            allowed=share * self.training_time(),
+            allowed_by_end=None if expected is None else share * expected,
+            reserve=0.0 if full is None else full * (MIN_SCALE if self._scaled else 1.0),
         )
         return decision
+
+    def expected_training_time(self, trainer: "pl.Trainer") -> Optional[float]:
+        """Seconds of training the whole fit will take, from the epochs so far and ``max_epochs``; ``None`` if unknown."""
+        max_epochs = trainer.max_epochs
+        if max_epochs is None or max_epochs < 0 or self._start is None:
+            return None
+        done = trainer.current_epoch - self._first_epoch + 1  # validation runs at the end of the epoch's training
+        left = max_epochs - self._first_epoch
+        if done < 1 or left < done:
+            return None
+        return self.training_time() * left / done
 
     def log_scalars(self, writer: Optional[Any], label: str, step: int) -> None:
         """Write ``tb_viz/schedule/<label>`` (:meth:`interval`) and ``tb_viz/overhead/<label>`` (percent) at ``step``."""
@@ -238,7 +264,13 @@ class Schedule:
 
 
 def budget_decision(
-    first: bool, last: bool, cost: float, full_cost: Optional[float], allowed: float
+    first: bool,
+    last: bool,
+    cost: float,
+    full_cost: Optional[float],
+    allowed: float,
+    allowed_by_end: Optional[float] = None,
+    reserve: float = 0.0,
 ) -> "tuple[bool, float]":
     """Whether a budgeted callback logs this epoch, and the work scale of that log.
 
@@ -249,13 +281,18 @@ def budget_decision(
         cost: seconds the callback spent so far in this fit.
         full_cost: estimated seconds of one full log (``None`` when none was measured yet).
         allowed: seconds the callback's share of the training time allows so far.
+        allowed_by_end: seconds its share allows over the whole fit, when the fit's length is
+            known (``max_epochs``): another epoch is logged only if, with ``reserve`` (what the
+            forced last log will cost at least) kept back, it fits that too.
+        reserve: seconds to keep for the forced last log.
 
     Returns:
-        ``(log, scale)``; any other epoch is logged in full when a full log still fits.
+        ``(log, scale)``; any other epoch is logged in full when a full log still fits (so far,
+        and by the end with the last log's reserve).
 
     Example:
         >>> budget_decision(first=True, last=False, cost=0.0, full_cost=None, allowed=0.1)
-        (True, 0.125)
+        (True, 0.03125)
         >>> budget_decision(first=False, last=True, cost=1.0, full_cost=4.0, allowed=3.0)
         (True, 0.5)
     """
@@ -266,7 +303,10 @@ def budget_decision(
         if full is None:
             return True, 1.0
         return True, min(1.0, max(MIN_SCALE, (allowed - cost) / full))
-    return (full is None or cost + full <= allowed), 1.0
+    if full is None:
+        return True, 1.0
+    fits_by_end = allowed_by_end is None or cost + full + reserve <= allowed_by_end
+    return (cost + full <= allowed and fits_by_end), 1.0
 
 
 def _broadcast_decision(trainer: "pl.Trainer", decision: bool, scale: float) -> Tuple[bool, float]:

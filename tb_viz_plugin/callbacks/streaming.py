@@ -5,11 +5,18 @@ validation epoch, hands it every batch of the first validation loader with the b
 and takes it down at the epoch end, on an exception and at teardown. Sample ids are dataset
 indices when the loader's order is known (see :func:`dataset_order`), else positions in the
 stream interleaved over DDP ranks.
+
+Sized to the budget: the work of a streamed log is the number of validation batches it takes.
+A log the schedule sizes down (a fit's first log, a last one that would not fit in full; see
+``callbacks.schedule``) takes the first ``scale x batches`` batches of the epoch and removes its
+hooks after them, so the rest of the epoch runs as without the callback.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
+
+import math
 
 import pytorch_lightning as pl
 import torch
@@ -56,6 +63,7 @@ class ValidationStream(VizCallback):
         self._tracker: Any = None
         self._order: Optional[torch.Tensor] = None
         self._streamed = 0
+        self._batches_left: Optional[int] = None  # batches still taken this epoch (None: all)
 
     def _start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> Any:
         raise NotImplementedError
@@ -74,7 +82,17 @@ class ValidationStream(VizCallback):
 
     def _begin(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         self._order, self._streamed = dataset_order(trainer), 0
+        self._batches_left = self._batch_limit(trainer)
         self._tracker = self._start(trainer, pl_module)
+
+    def _batch_limit(self, trainer: "pl.Trainer") -> Optional[int]:
+        """Batches of the first validation loader this log takes: all (``None``) or the budget's share of them."""
+        counts = getattr(trainer, "num_val_batches", None) or [None]
+        total = counts[0]
+        if not isinstance(total, (int, float)) or not math.isfinite(total) or total < 1:
+            return None  # an iterable loader of unknown length: every batch
+        taken = self._work(int(total))
+        return None if taken >= total else taken
 
     @override
     def on_validation_batch_end(
@@ -88,10 +106,14 @@ class ValidationStream(VizCallback):
     ) -> None:
         if self._tracker is None:
             return
-        if dataloader_idx != 0:
-            self._tracker.discard()  # only the first validation loader is streamed
+        if dataloader_idx != 0 or self._batches_left == 0:
+            self._tracker.discard()  # only the first validation loader is streamed, up to the budget's batches
             return
         self._run_safely(trainer, self._what, lambda: self._take(trainer, batch))
+        if self._batches_left is not None and self._tracker is not None:
+            self._batches_left -= 1
+            if self._batches_left == 0:
+                self._tracker.remove()  # the rest of the epoch runs without hooks; results stay readable
 
     def _take(self, trainer: "pl.Trainer", batch: Any) -> None:
         try:
@@ -127,8 +149,10 @@ class ValidationStream(VizCallback):
 
     @override
     def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
         self._stop()
 
     @override
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
         self._stop()

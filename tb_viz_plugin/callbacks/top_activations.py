@@ -9,19 +9,19 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
-from torch.utils.data import DistributedSampler, SequentialSampler
 from typing_extensions import override
 
-from tb_viz_plugin.callbacks.base import VizCallback, check_layer_names, check_positive, misconfiguration
+from tb_viz_plugin.callbacks.base import check_layer_names, check_positive, misconfiguration
 from tb_viz_plugin.callbacks.base import resolve_activation_layers
 from tb_viz_plugin.callbacks.distributed import gather_shards
-from tb_viz_plugin.callbacks.probes import first_val_loader, validation_dataset
+from tb_viz_plugin.callbacks.probes import validation_dataset
+from tb_viz_plugin.callbacks.streaming import ValidationStream
 from tb_viz_plugin.log import make_tag, write_top_activations
 from tb_viz_plugin.log.top_activations import KIND, check_occlusion_options
 from tb_viz_plugin.methods import LayerGeometry, TopActivationTracker, UnitTopK, Units, check_units, measure_layer
 from tb_viz_plugin.methods import merge_top_k
 from tb_viz_plugin.methods.attribution import top_k_occlusion
-from tb_viz_plugin.methods.model_io import IO, split_batch, split_sample
+from tb_viz_plugin.methods.model_io import IO, split_sample
 from tb_viz_plugin.methods.model_display import display
 from tb_viz_plugin.callbacks.base import claim_tags
 from tb_viz_plugin.callbacks.model_check import ModelInfo, check_channels
@@ -30,19 +30,7 @@ if TYPE_CHECKING:
     from tb_viz_plugin.render import ToRGB
 
 
-def _dataset_order(trainer: "pl.Trainer") -> Optional[torch.Tensor]:
-    """Dataset indices in the order this rank's first validation loader yields them, when knowable.
-
-    Known (and computed without any RNG) for a ``SequentialSampler`` and an unshuffled
-    ``DistributedSampler`` (what Lightning uses for validation under DDP); ``None`` otherwise.
-    """
-    sampler = getattr(first_val_loader(trainer), "sampler", None)
-    if isinstance(sampler, SequentialSampler) or (isinstance(sampler, DistributedSampler) and not sampler.shuffle):
-        return torch.tensor(list(sampler), dtype=torch.long)
-    return None
-
-
-class TopActivations(VizCallback):
+class TopActivations(ValidationStream):
     """Log, per chosen unit, the k validation patches that activate it most (the receptive-field crops).
 
     For each layer and unit (channel): the k validation samples whose maximum spatial activation of
@@ -134,9 +122,6 @@ class TopActivations(VizCallback):
         self._resolved: List[str] = []
         self._geometry: Dict[str, LayerGeometry] = {}
         self._input_shape: Optional[Tuple[int, ...]] = None
-        self._tracker: Optional[TopActivationTracker] = None
-        self._order: Optional[torch.Tensor] = None
-        self._streamed = 0
 
     @property
     @override
@@ -165,15 +150,12 @@ class TopActivations(VizCallback):
             info.feature_map("TopActivations", layer)
         check_channels(trainer, "TopActivations", info, info.io.mean, info.io.std, self.to_rgb or info.io.to_rgb)
 
-    # ------------------------------------------------------------------ streaming
+    # ------------------------------------------------------------------ streaming (see ValidationStream)
+
+    _what = "top activations"
 
     @override
-    def on_validation_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        self._stop()
-        if self._should_log_epoch(trainer):
-            self._run_safely(trainer, "starting top activations", lambda: self._start(trainer, pl_module))
-
-    def _start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def _start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> TopActivationTracker:
         image, _ = split_sample(validation_dataset(trainer)[0], self._model_info(trainer, pl_module).io)
         shape = tuple(image.shape)
         if shape != self._input_shape:  # in float32 (no autocast): the field is a property of the architecture
@@ -181,51 +163,15 @@ class TopActivations(VizCallback):
             self._geometry = {name: measure_layer(model, name, shape) for name in self._resolved}
             self._input_shape = shape
         units = {name: check_units(self.units, g.channels) for name, g in self._geometry.items()}
-        self._order, self._streamed = _dataset_order(trainer), 0
-        self._tracker = TopActivationTracker(pl_module, self._geometry, units, self.k, in_channels=shape[0])
+        return TopActivationTracker(pl_module, self._geometry, units, self.k, in_channels=shape[0])
 
     @override
-    def on_validation_batch_end(
-        self,
-        trainer: "pl.Trainer",
-        pl_module: "pl.LightningModule",
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if self._tracker is None:
-            return
-        if dataloader_idx != 0:
-            self._tracker.discard()  # only the first validation loader is ranked
-            return
-        self._run_safely(trainer, "tracking top activations", lambda: self._update(trainer, batch))
-
-    def _update(self, trainer: "pl.Trainer", batch: Any) -> None:
-        try:
-            images, _ = split_batch(batch, self.io)
-            count = images.shape[0]
-            if self._order is not None:
-                ids = self._order[self._streamed : self._streamed + count]
-            else:  # unknown order: the position in the rank's stream, interleaved over ranks
-                ids = (torch.arange(self._streamed, self._streamed + count) * trainer.world_size) + trainer.global_rank
-            self._tracker.update(images, ids.to(images.device))
-            self._streamed += count
-        except Exception:
-            self._stop()  # one warning, not one per batch
-            raise
+    def _feed(self, trainer: "pl.Trainer", tracker: TopActivationTracker, batch: Any, images: torch.Tensor, ids: torch.Tensor) -> None:
+        tracker.update(images, ids)
 
     @override
-    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        tracker, self._tracker = self._tracker, None
-        if tracker is None:
-            return
-        try:
-            results = tracker.results()
-        finally:
-            tracker.remove()
-        kind = "dataset index" if self._order is not None else "stream position"
-        self._run_safely(trainer, "logging top activations", lambda: self._log(trainer, pl_module, results, kind))
+    def _finish(self, trainer: "pl.Trainer", tracker: TopActivationTracker) -> None:
+        self._log(trainer, trainer.lightning_module, tracker.results(), self._sample_ids_kind())
 
     def _log(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", results: Dict[str, UnitTopK], kind: str) -> None:
         merged = self._gather(trainer, pl_module, results)
@@ -237,10 +183,24 @@ class TopActivations(VizCallback):
         occlusion = None
         if self._occlusion is not None:
             with self._extra_pass(trainer, pl_module):
-                occlusion = {layer: top_k_occlusion(pl_module, top, **self._occlusion).cpu() for layer, top in merged.items()}
+                occlusion = {layer: top_k_occlusion(pl_module, top, **self._occlusion_options(top)).cpu()
+                             for layer, top in merged.items()}  # fmt: skip
         to_rgb = display(self._model_info(trainer, pl_module).io, self.to_rgb)
         self._write_later(trainer, "logging top activations", write_top_activations, writer, merged, trainer.global_step,
                           to_rgb=to_rgb, sample_ids=kind, occlusion=occlusion, name=self.name)  # fmt: skip
+
+    def _occlusion_options(self, top: UnitTopK) -> Dict[str, Any]:
+        """The ``unit_occlusion`` options of this log: a log the budget sizes down occludes on a coarser grid.
+
+        The default grid is 8 x 8 positions over each crop; at work scale ``s`` it is about
+        ``8 sqrt(s)`` a side (at least 2), so its cost follows the scale. Given windows are kept.
+        """
+        options = dict(self._occlusion or {})
+        scale = self._schedule.scale
+        if scale < 1 and "window" not in options and "stride" not in options:
+            side = max(2, round(8 * scale**0.5))
+            options["window"] = tuple(max(1, -(-size // side)) for size in top.geometry.crop_size)
+        return options
 
     @staticmethod
     def _gather(trainer: "pl.Trainer", pl_module: "pl.LightningModule", results: Dict[str, UnitTopK]) -> Dict[str, UnitTopK]:
@@ -267,20 +227,3 @@ class TopActivations(VizCallback):
             ]
             merged[name] = merge_top_k(parts)
         return merged
-
-    def _stop(self) -> None:
-        """Remove the hooks and drop the running state (idempotent)."""
-        tracker, self._tracker = self._tracker, None
-        if tracker is not None:
-            tracker.remove()
-
-    @override
-    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
-        super().on_exception(trainer, pl_module, exception)
-        self._stop()
-
-    @override
-    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
-        super().teardown(trainer, pl_module, stage)
-        self._stop()
-

@@ -10,7 +10,9 @@ reported (once per job) on the thread that calls :meth:`BackgroundWriter.failure
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -102,6 +104,7 @@ class BackgroundWriter:
                 self._thread.start()
 
     def _run(self) -> None:
+        _yield_to_training()
         while True:
             try:
                 job = self._queue.get(timeout=_IDLE_SECONDS)
@@ -138,6 +141,21 @@ class BackgroundWriter:
             taken = [f for f in self._failures if owner is None or f[0] is owner]
             self._failures = [f for f in self._failures if not (owner is None or f[0] is owner)]
         return taken
+
+
+def _yield_to_training() -> None:
+    """Lower the calling thread's CPU priority (Linux: its own nice value, 19) so that encoding waits for idle cores.
+
+    On a machine whose cores training keeps busy (torch's intra-op threads), the writer then runs
+    in the gaps (data loading, the optimizer's Python) instead of preempting a training thread.
+    Elsewhere, or when not permitted, nothing changes.
+    """
+    native_id = getattr(threading, "get_native_id", None)
+    if sys.platform.startswith("linux") and native_id is not None and hasattr(os, "setpriority"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, native_id(), 19)
+        except OSError:
+            pass
 
 
 _WORKERS: "weakref.WeakKeyDictionary[Any, BackgroundWriter]" = weakref.WeakKeyDictionary()

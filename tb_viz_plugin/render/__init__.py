@@ -58,10 +58,15 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
+PNG_COMPRESS_LEVEL = 1
+"""zlib level of every PNG: 1 encodes ~3x faster than PIL's default 6 for ~15% more bytes (encoding
+was most of the background writer's time; see BENCHMARKS.md, issue 12)."""
+
+
 def encode_png(image: np.ndarray) -> bytes:
-    """Encode a ``uint8`` ``(H, W)`` or ``(H, W, 3)`` array as PNG."""
+    """Encode a ``uint8`` ``(H, W)`` or ``(H, W, 3)`` array as PNG (zlib level :data:`PNG_COMPRESS_LEVEL`)."""
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=6)
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 
