@@ -222,3 +222,15 @@ def test_a_sized_down_streamed_log_takes_the_first_batches_and_unhooks_for_the_r
     assert len(plugin.items_impl(CTX, "", "tiny/v0", tags[0], None)["meta"]["rows"]) == 1  # 1 of 8 probe images
     assert [v for _, v in _scalars(tmp_path, "tb_viz/work/")["tb_viz/work/TopActivations"]] == [100 * PROBE_SCALE]
     assert top._schedule.scales == [0.25] and maps._schedule.scales == [0.125]  # what each log really ran (at least 1)
+
+
+def test_in_a_short_fit_a_heavy_view_s_first_log_waits_when_the_set_spent_its_part_and_cheap_ones_still_log(tmp_path):
+    class Heavy(Slow):
+        _sizes_work = True
+
+    first, second, cheap = Heavy(0.4, name="a"), Heavy(0.4, name="b"), Slow(0.0)
+    tiny_trainer(tmp_path, [first, second, cheap], max_epochs=3).fit(tiny_module())
+    assert first.epochs == [0, 2]  # the first heavy view used more than half the set's budget for the fit...
+    assert second.epochs == [2]  # ...so the second one logs first at the last epoch
+    assert cheap.epochs[0] == 0  # a cheap view always logs the first epoch
+    assert [step for step, _ in _scalars(tmp_path, "tb_viz/schedule/")["tb_viz/schedule/Heavy/b"]] == [6]

@@ -70,6 +70,7 @@ class ActivationMaximization(RankZeroCallback):
     """
 
     _what = "activation maximization"
+    _sizes_work = True  # its logs are sized to the budget (see callbacks.schedule)
 
     def __init__(
         self,

@@ -104,6 +104,7 @@ class AttributionMaps(RankZeroCallback):
     """
 
     _what = "logging attribution maps"
+    _sizes_work = True  # its logs are sized to the budget (see callbacks.schedule)
 
     def __init__(
         self,

@@ -68,6 +68,7 @@ class DeepDream(RankZeroCallback):
     """
 
     _what = "DeepDream"
+    _sizes_work = True  # its logs are sized to the budget (see callbacks.schedule)
 
     def __init__(
         self,

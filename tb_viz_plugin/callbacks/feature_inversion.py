@@ -96,6 +96,7 @@ class FeatureInversion(RankZeroCallback):
     """
 
     _what = "feature inversion"
+    _sizes_work = True  # its logs are sized to the budget (see callbacks.schedule)
 
     def __init__(
         self,

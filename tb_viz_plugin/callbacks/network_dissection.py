@@ -82,6 +82,7 @@ class NetworkDissection(ValidationStream):
     """
 
     _what = "network dissection"
+    _sizes_work = True  # its logs are sized to the budget (see callbacks.schedule)
 
     def __init__(
         self,

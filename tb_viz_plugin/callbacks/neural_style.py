@@ -21,6 +21,25 @@ from tb_viz_plugin.methods.optvis.style import STYLE_WEIGHT
 from tb_viz_plugin.methods.model_io import IO
 
 
+STYLE_LAYERS = 5
+"""How many convolutions the default style layers are (Gatys et al. 2016 used five)."""
+
+
+def default_style_layers(convs: List[str]) -> List[str]:
+    """``STYLE_LAYERS`` of ``convs`` (in forward order), evenly spaced, the first and the last among them.
+
+    Example:
+        >>> default_style_layers([f"c{i}" for i in range(20)])
+        ['c0', 'c5', 'c10', 'c14', 'c19']
+        >>> default_style_layers(["a", "b"])
+        ['a', 'b']
+    """
+    if len(convs) <= STYLE_LAYERS:
+        return list(convs)
+    step = (len(convs) - 1) / (STYLE_LAYERS - 1)
+    return [convs[round(i * step)] for i in range(STYLE_LAYERS)]
+
+
 class NeuralStyle(RankZeroCallback):
     """Log Gram-matrix textures and neural style transfer (Gatys et al.) with the model being trained.
 
@@ -36,7 +55,9 @@ class NeuralStyle(RankZeroCallback):
 
     Args:
         content_layer: the layer whose features are kept; ``None`` = the deepest ``Conv2d``.
-        style_layers: the layers whose Gram matrices are matched; ``None`` = every ``Conv2d``.
+        style_layers: the layers whose Gram matrices are matched; ``None`` = five ``Conv2d`` evenly
+            spaced from the first to the deepest (every one when there are at most five), as Gatys
+            et al. matched five (conv1_1 ... conv5_1 of VGG).
         num_images: number of probe images (ignored when ``indices`` is given).
         indices: explicit validation-set indices of the probe images.
         style_images: ``(1 or num_images, C, H, W)`` model inputs (normalised like the dataset's)
@@ -65,6 +86,7 @@ class NeuralStyle(RankZeroCallback):
     """
 
     _what = "neural style"
+    _sizes_work = True  # its logs are sized to the budget (see callbacks.schedule)
 
     def __init__(
         self,
@@ -120,7 +142,7 @@ class NeuralStyle(RankZeroCallback):
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         (self._content_layer,) = resolve_named_layers("NeuralStyle", pl_module, one_layer(self.content_layer, "NeuralStyle"),
                                                       lambda convs: convs[-1:])  # fmt: skip
-        self._style_layers = resolve_named_layers("NeuralStyle", pl_module, self.style_layers, lambda convs: convs)
+        self._style_layers = resolve_named_layers("NeuralStyle", pl_module, self.style_layers, default_style_layers)
         super().setup(trainer, pl_module, stage)
 
     @override
@@ -128,7 +150,7 @@ class NeuralStyle(RankZeroCallback):
         super()._check_model(trainer, pl_module, info)
         ran = convs_that_ran(pl_module, info)
         if ran and self.style_layers is None:
-            self._style_layers = ran  # defaults among the convs that run (not an auxiliary head)
+            self._style_layers = default_style_layers(ran)  # defaults among the convs that run (not an auxiliary head)
         if ran and self.content_layer is None and self._content_layer != ran[-1]:
             self._content_layer = ran[-1]
             claim_tags(trainer, self, self._planned_tags())

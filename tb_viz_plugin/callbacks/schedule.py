@@ -6,14 +6,19 @@ training thread and its jobs on the background writer) and the training time of 
 training thread). The budget is shared by the Trainer's budgeted tb-viz callbacks, an equal share
 each: an epoch is logged when the callback's cost so far plus the cost of its last log still fits
 its share of the training time. The first epoch of a fit and the last one (``max_epochs``,
-``max_steps`` or a requested stop) are always logged. Under DDP rank 0 decides and broadcasts, so
-that every rank runs the same collectives.
+``max_steps`` or a requested stop) are logged, with one exception that keeps the set within its
+budget in short fits: when ``max_epochs`` gives the fit's length, the first epoch's logs stop once
+the set has spent ``FIRST_LOGS_SHARE`` (half) of its budget for the whole fit (estimated from the
+first epoch) for the callbacks that size their work (``_sizes_work``: the heavy views; the cheap
+ones always log the first epoch); a callback left out logs first when the set has room again, at
+the latest at the last epoch. Another epoch is also logged only if it leaves the set room for its last logs. Under
+DDP rank 0 decides and broadcasts, so that every rank runs the same collectives.
 
 Forced logs are sized to the budget. A callback whose work is a count (optimisation steps of
 activation maximization, DeepDream, inversion and style; validation batches streamed by
 TopActivations; images counted by NetworkDissection; probe images explained by AttributionMaps)
 asks :meth:`Schedule.work` how many to run; the schedule answers with a *work scale* in
-[1/32, 1]. The first log of a fit runs at ``PROBE_SCALE`` (1/32 of the work: its cost per unit of
+[1/64, 1]. The first log of a fit runs at ``PROBE_SCALE`` (1/64 of the work: its cost per unit of
 work is not known yet); the last one runs at the fraction of a full log that still fits the
 callback's share (at least ``MIN_SCALE``); every other logged epoch runs in full, and is logged
 only when a full log (estimated from the last log's cost divided by its scale) fits the share so
@@ -47,8 +52,9 @@ class _TrainerClock:
         self.names: Dict[int, str] = {}
 
 
-PROBE_SCALE = 0.03125  # work scale of a fit's first budgeted log (its cost per unit of work is unknown)
-MIN_SCALE = 0.03125  # the least work scale of a forced log
+PROBE_SCALE = 0.015625  # work scale of a fit's first budgeted log (its cost per unit of work is unknown)
+MIN_SCALE = 0.015625  # the least work scale of a forced log
+FIRST_LOGS_SHARE = 0.5  # the part of the set's budget for the whole fit that the fit's first logs may use
 
 _CLOCKS: "weakref.WeakKeyDictionary[Any, _TrainerClock]" = weakref.WeakKeyDictionary()
 
@@ -99,6 +105,7 @@ class Schedule:
         self.scale = 1.0  # work scale offered to the current log (see work())
         self._used_scale = 1.0  # work scale the most recent log used (1 when it did not call work())
         self._scaled = False  # whether the callback sizes its logs (called work()): its last log can shrink
+        self.sizes_work = False  # the owner's ``_sizes_work``: a heavy view whose first log may wait (see _within_budget)
 
     def __getstate__(self) -> Dict[str, Any]:
         """Picklable (DDP spawn): the Trainer's clock stays behind; ``join`` at ``setup`` finds the new one."""
@@ -120,6 +127,7 @@ class Schedule:
         """Register ``owner`` with ``trainer``'s clock; returns its unique label for the schedule scalars."""
         clock = _CLOCKS.setdefault(trainer, _TrainerClock())
         self._clock = clock
+        self.sizes_work = bool(getattr(owner, "_sizes_work", False))
         if self.budget is not None:
             clock.members.add(owner)
         taken = {name for key, name in clock.names.items() if key != id(owner)}
@@ -228,16 +236,33 @@ class Schedule:
         share = self.budget / max(members, 1)
         full = self.full_cost()
         expected = self.expected_training_time(trainer)
+        never, last = not self.logged, _is_last_epoch(trainer)
+        pool = None if expected is None else self.budget * expected  # the whole set's seconds over the fit
+        set_cost, set_reserve = self._set_costs()
+        if never and not last and self.sizes_work and pool is not None and set_cost > FIRST_LOGS_SHARE * pool:
+            self.scale = PROBE_SCALE
+            return False  # the set's first logs used their part of the fit's budget: first log later (at the latest, the last)
+        if never and not last and trainer.current_epoch != self._first_epoch:
+            self.scale = PROBE_SCALE
+            return True  # a first log left out at the fit's first epoch, now that the set has room
         decision, self.scale = budget_decision(
-            first=trainer.current_epoch == self._first_epoch or not self.logged,
-            last=_is_last_epoch(trainer),
+            first=never,
+            last=last,
             cost=self.total_cost(),
             full_cost=full,
             allowed=share * self.training_time(),
             allowed_by_end=None if expected is None else share * expected,
             reserve=0.0 if full is None else full * (MIN_SCALE if self._scaled else 1.0),
         )
+        if decision and not never and not last and pool is not None and full is not None:
+            decision = set_cost + full + set_reserve <= pool  # another log must leave the set room for its last logs
         return decision
+
+    def _set_costs(self) -> Tuple[float, float]:
+        """``(cost so far, cost of the most recent logs)`` summed over the Trainer's budgeted callbacks."""
+        schedules = [getattr(m, "_schedule", None) for m in (self._clock.members if self._clock is not None else [])]
+        schedules = [schedule for schedule in schedules if isinstance(schedule, Schedule)] or [self]
+        return sum(schedule.total_cost() for schedule in schedules), sum(schedule.last_cost for schedule in schedules)
 
     def expected_training_time(self, trainer: "pl.Trainer") -> Optional[float]:
         """Seconds of training the whole fit will take, from the epochs so far and ``max_epochs``; ``None`` if unknown."""
@@ -292,7 +317,7 @@ def budget_decision(
 
     Example:
         >>> budget_decision(first=True, last=False, cost=0.0, full_cost=None, allowed=0.1)
-        (True, 0.03125)
+        (True, 0.015625)
         >>> budget_decision(first=False, last=True, cost=1.0, full_cost=4.0, allowed=3.0)
         (True, 0.5)
     """

@@ -153,6 +153,7 @@ class TopActivations(ValidationStream):
     # ------------------------------------------------------------------ streaming (see ValidationStream)
 
     _what = "top activations"
+    _sizes_work = True  # its logs are sized to the budget (see callbacks.schedule)
 
     @override
     def _start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> TopActivationTracker:
