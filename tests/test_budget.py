@@ -230,7 +230,9 @@ def test_in_a_short_fit_a_heavy_view_s_first_log_waits_when_the_set_spent_its_pa
 
     first, second, cheap = Heavy(0.4, name="a"), Heavy(0.4, name="b"), Slow(0.0)
     tiny_trainer(tmp_path, [first, second, cheap], max_epochs=3).fit(tiny_module())
-    assert first.epochs == [0, 2]  # the first heavy view used more than half the set's budget for the fit...
-    assert second.epochs == [2]  # ...so the second one logs first at the last epoch
-    assert cheap.epochs[0] == 0  # a cheap view always logs the first epoch
+    assert first.epochs == [0]  # the first heavy view used more than half the set's budget for the fit...
+    assert second.epochs == [2]  # ...so the second one logs first at the last epoch (every view logs once)
+    assert first._schedule._decided[2] is False  # and the first one's last log would not fit: skipped
+    assert cheap.epochs[0] == 0 and cheap.epochs[-1] == 2  # a cheap view logs the first and the last epoch
     assert [step for step, _ in _scalars(tmp_path, "tb_viz/schedule/")["tb_viz/schedule/Heavy/b"]] == [6]
+

@@ -318,17 +318,14 @@ class Embeddings(VizCallback):
         predicted = None if predicted is None else predicted.cpu()[order]
         indices = keys.tolist()
         images, labels = self._samples(trainer, indices)
-        reference = None
-        if self._previous is not None and self._previous[0] == indices:
-            reference = torch.tensor(self._previous[1])
-        result = embed(features, method=self.method, labels=labels, reference=reference)
         self._write_later(
             trainer,
             "logging embeddings",
-            write_embeddings,
+            _embed_and_write,
+            self,
+            features,
             self._writer(trainer),
             self._capture.source,
-            result,
             trainer.global_step,
             labels=labels,
             predicted=predicted,
@@ -339,7 +336,6 @@ class Embeddings(VizCallback):
             projector=self.projector,
             name=self.name,
         )
-        self._previous = (indices, result.points.tolist())
 
     def _samples(self, trainer: "pl.Trainer", indices: List[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The samples ``indices`` shrunk for their thumbnails, and their labels; loaded once and cached."""
@@ -391,3 +387,17 @@ def _gather(
     features = torch.cat([part["features"] for part in seen]) if seen else shard["features"]
     predicted = torch.cat([part["predicted"] for part in seen]) if seen and with_predictions else None
     return keys, features, predicted, [rank for rank, part in enumerate(shards) if bool(part["flags"][1])]
+
+
+def _embed_and_write(owner: "Embeddings", features: torch.Tensor, writer: Any, source: str, step: int, **kwargs: Any) -> None:
+    """The writer's job: the 2-D map of ``features`` (PCA, t-SNE..., cluster quality) aligned to the previous log's, then written.
+
+    Off the training thread (pure tensor math on CPU copies; the model is not involved). Jobs of a
+    writer run in order, so each one finds the map of the log before it in ``owner._previous``.
+    """
+    indices = kwargs["indices"]
+    previous = owner._previous
+    reference = torch.tensor(previous[1]) if previous is not None and previous[0] == indices else None
+    result = embed(features, method=owner.method, labels=kwargs.get("labels"), reference=reference)
+    owner._previous = (indices, result.points.tolist())
+    write_embeddings(writer, source, result, step, **kwargs)

@@ -11,7 +11,10 @@ budget in short fits: when ``max_epochs`` gives the fit's length, the first epoc
 the set has spent ``FIRST_LOGS_SHARE`` (half) of its budget for the whole fit (estimated from the
 first epoch) for the callbacks that size their work (``_sizes_work``: the heavy views; the cheap
 ones always log the first epoch); a callback left out logs first when the set has room again, at
-the latest at the last epoch. Another epoch is also logged only if it leaves the set room for its last logs. Under
+the latest at the last epoch; and a heavy view that has logged in this fit skips the last epoch
+when even its least log would take the set over its budget for the fit. So every view logs at
+least once per fit, and a long fit (where a log is small against the budget) logs the first and
+the last epoch of every view. Another epoch is also logged only if it leaves the set room for its last logs. Under
 DDP rank 0 decides and broadcasts, so that every rank runs the same collectives.
 
 Forced logs are sized to the budget. A callback whose work is a count (optimisation steps of
@@ -245,6 +248,10 @@ class Schedule:
         if never and not last and trainer.current_epoch != self._first_epoch:
             self.scale = PROBE_SCALE
             return True  # a first log left out at the fit's first epoch, now that the set has room
+        if last and not never and self.sizes_work and pool is not None and full is not None:
+            if set_cost + full * MIN_SCALE > pool:
+                self.scale = MIN_SCALE
+                return False  # a heavy view that logged already: its last log would take the set over its budget
         decision, self.scale = budget_decision(
             first=never,
             last=last,

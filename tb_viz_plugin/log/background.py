@@ -144,12 +144,16 @@ class BackgroundWriter:
 
 
 def _yield_to_training() -> None:
-    """Lower the calling thread's CPU priority (Linux: its own nice value, 19) so that encoding waits for idle cores.
+    """Keep the writer thread out of training's way: one intra-op thread, and (Linux) the lowest CPU priority.
 
-    On a machine whose cores training keeps busy (torch's intra-op threads), the writer then runs
-    in the gaps (data loading, the optimizer's Python) instead of preempting a training thread.
-    Elsewhere, or when not permitted, nothing changes.
+    ``torch.set_num_threads(1)`` here sets this thread's own OpenMP team size (a per-thread
+    setting; the training thread keeps its threads): the writer's tensor work (rendering) runs on
+    the writer thread itself instead of a second team of worker threads competing with
+    training's, and its cost is all in the writer thread's CPU time that the budget counts. Its
+    nice value 19 lets the scheduler run it in the gaps (data loading, the optimizer's Python)
+    rather than preempt a training thread. Where not permitted, the priority stays.
     """
+    torch.set_num_threads(1)
     native_id = getattr(threading, "get_native_id", None)
     if sys.platform.startswith("linux") and native_id is not None and hasattr(os, "setpriority"):
         try:

@@ -269,19 +269,19 @@ class DissectionCounts:
             cell = scaled[where].floor().clamp(max=float(2**62)).long() - self.low[part][unit] + 1
             del scaled
             index = unit * bins + cell.clamp(min=0, max=self.bins)
+            # Added in place, entry by entry: the cost follows the entries counted, not the table's
+            # size (units x bins x concepts, which a dense bincount per batch would allocate).
             if everywhere:
-                self.area[part] += torch.bincount(index, minlength=width * bins).view(width, bins, 1)
+                self.area[part].view(width * bins, -1).index_add_(0, index, torch.ones_like(index).view(-1, 1).expand(-1, self.concepts))
             else:
-                area = torch.zeros(width * bins, self.concepts, dtype=torch.long, device=features.device)
-                self.area[part] += area.index_add_(0, index, annotated[image].long()).view(width, bins, -1)
+                self.area[part].view(width * bins, -1).index_add_(0, index, annotated[image].long())
             at = image * pixels + pixel  # the entries' pixels in the label maps
-            inter = torch.zeros(width * bins * self.concepts, dtype=torch.long, device=features.device)
+            inter = self.intersection[part].view(-1)
             for concepts, label in labels:
                 found = label[at]
                 hit = found >= 0
                 codes = index[hit] * self.concepts + concepts[found[hit]]
-                inter += torch.bincount(codes, minlength=inter.numel())
-            self.intersection[part] += inter.view(width, bins, self.concepts)
+                inter.index_add_(0, codes, torch.ones_like(codes))
         self.mask_area += masks.sum(dim=(0, 2, 3))
         self.positions += count * features.shape[2] * features.shape[3]
         self.images += count
