@@ -11,9 +11,9 @@ alike): **none** (no callbacks), **default set** (every callback at its defaults
   on a shared machine;
 - **x none**: the ratio to the run without callbacks (wall; CPU in brackets);
 - **logged epochs**: what the budget chose (per callback: the epochs it logged);
-- **MB / logged epoch**: bytes the configuration added to the log directory (beyond the run
-  without callbacks), divided by the logged epochs (the most of any callback of the set); and the
-  first logged epoch's share (the sprite and other static images are stored then, once).
+- **MB added** and **MB / logged epoch**: bytes the configuration added to the log directory
+  (beyond the run without callbacks), in all and divided by the epochs at which any callback
+  logged (the sprite and other static images are stored at the first, once).
 
 Models: the demo CNN on the demo's shapes (64 px; ``--epochs`` epochs of the demo's data) and
 torchvision's resnet18 (random weights, 10 classes) on synthetic 32 px images (CIFAR size; 2,048
@@ -160,19 +160,19 @@ def run(model: str, epochs: int, rounds: int, alone: bool) -> None:
     base_bytes = results["none"][0]["bytes"]
     print(f"\n{model}, {epochs} epochs, {rounds} rounds, torch threads {torch.get_num_threads()}")
     print("| configuration | wall (s) | CPU (s) | x none | measured cost / training | logged epochs, measured cost |"
-          " MB / logged epoch |")
-    print("|---|---:|---:|---:|---:|---|---:|")
+          " MB added | MB / logged epoch |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|")
     for name, runs in results.items():
         wall, cpu = statistics.median(x["wall"] for x in runs), statistics.median(x["cpu"] for x in runs)
         logged = runs[-1]["logged"]
-        most = max((len(v) for v in logged.values()), default=0)
+        most = len({entry.split("@")[0] for v in logged.values() for entry in v})  # epochs any callback logged
         added = (runs[-1]["bytes"] - base_bytes) / 1e6
         spent = runs[-1]["spent"]
         chosen = "; ".join(f"{k} {v} {spent[k]:.1f} s" for k, v in logged.items()) or "-"
         per_epoch = f"{added / most:.2f}" if most else "-"
         share = sum(spent.values()) / max(wall - sum(spent.values()), 1e-9)
         print(f"| {name} | {wall:.1f} | {cpu:.1f} | {wall / base_wall:.3f} ({cpu / base_cpu:.3f}) | {share:.1%} | {chosen} "
-              f"| {per_epoch} |")
+              f"| {added:.2f} | {per_epoch} |")
 
 
 def main() -> None:

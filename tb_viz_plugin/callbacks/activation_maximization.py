@@ -39,8 +39,8 @@ class ActivationMaximization(RankZeroCallback):
         steps: optimisation steps per logged epoch.
         size: image side in pixels, or ``(height, width)``; ``None`` = the validation images' size
             (a network with a fixed-size head needs it; the transforms keep it).
-        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
-            and the last epoch).
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (the first and the
+            last epoch, sized to it; see ``callbacks.schedule`` for short fits).
         budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
             the training time (see ``VizCallback``); ``None`` = every epoch.
         class_names: output names for captions; default the module's or the dataset's, if any.

@@ -76,8 +76,8 @@ class AttributionMaps(RankZeroCallback):
             baseline; ``/<name>`` appended when given), curves beside the loss. ``True`` for 16
             steps, or options ``steps``, ``seed``, ``max_memory_mb``. Costs 2 x (methods + 1) x
             (steps + 1) forward passes of the probe images per logged epoch.
-        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
-            and the last epoch).
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (the first and the
+            last epoch, sized to it; see ``callbacks.schedule`` for short fits).
         budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
             the training time (see ``VizCallback``); ``None`` = every epoch.
         strict: re-raise errors instead of warning.

@@ -76,8 +76,9 @@ class VizCallback(pl.Callback):
 
     When to log (see :mod:`tb_viz_plugin.callbacks.schedule`): with ``every_n_epochs`` at the end
     of every n-th epoch; otherwise within ``budget``: the callback measures its own cost and logs
-    an epoch when that still fits its share of the training time, always the first and the last
-    epoch of a fit, their steps sized to the budget (:meth:`_work`; scalars
+    an epoch when that still fits its share of the training time, and the first and the last
+    epoch of a fit, their work sized to the budget (:meth:`_work`; in a short fit the heavy views
+    may log only once, see the schedule module; scalars
     ``tb_viz/schedule/<callback>``, ``tb_viz/overhead/<callback>`` and ``tb_viz/work/<callback>``
     show the choice). Rendering, PNG encoding and writing run on a background worker per writer
     (:mod:`tb_viz_plugin.log.background`), handed CPU copies; it is drained at the end of the fit

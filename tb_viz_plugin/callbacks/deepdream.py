@@ -37,8 +37,8 @@ class DeepDream(RankZeroCallback):
             the first step).
         num_images: number of probe images (ignored when ``indices`` is given).
         indices: explicit validation-set indices of the probe images.
-        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
-            and the last epoch).
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (the first and the
+            last epoch, sized to it; see ``callbacks.schedule`` for short fits).
         budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
             the training time (see ``VizCallback``); ``None`` = every epoch.
         octaves: scales, each 1.4x larger, the last the full image size.

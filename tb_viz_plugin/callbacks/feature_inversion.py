@@ -73,8 +73,8 @@ class FeatureInversion(RankZeroCallback):
         layers: module names whose features are inverted; ``None`` = the first and the deepest ``Conv2d``.
         num_images: number of probe images (ignored when ``indices`` is given).
         indices: explicit validation-set indices of the probe images.
-        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
-            and the last epoch).
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (the first and the
+            last epoch, sized to it; see ``callbacks.schedule`` for short fits).
         steps: optimisation steps per logged epoch.
         class_names: label names for captions; default the module's or the dataset's, if any.
         mean: per-channel mean the dataset normalised its images with (``None`` = inputs in [0, 1]).

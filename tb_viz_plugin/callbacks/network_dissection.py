@@ -64,8 +64,8 @@ class NetworkDissection(ValidationStream):
             ones of the stream); ``None`` = all. The cost of the counts grows with the images
             counted; the thresholds and IoUs are those of this subset (the same images every
             epoch), its quantile within the sampling error of the whole set's (see ``methods.dissection``).
-        every_n_epochs: dissect every n-th epoch; ``None`` = the ``budget`` decides (always the first
-            and the last epoch).
+        every_n_epochs: dissect every n-th epoch; ``None`` = the ``budget`` decides (the first and the
+            last epoch, sized to it; see ``callbacks.schedule`` for short fits).
         to_rgb: inputs -> RGB in ``[0, 1]`` (for the colour concepts and the pictures).
         strict: re-raise errors instead of warning.
         name: appended to the tags.

@@ -62,8 +62,8 @@ class NeuralStyle(RankZeroCallback):
         indices: explicit validation-set indices of the probe images.
         style_images: ``(1 or num_images, C, H, W)`` model inputs (normalised like the dataset's)
             to take the style from instead of the probe images.
-        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
-            and the last epoch).
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (the first and the
+            last epoch, sized to it; see ``callbacks.schedule`` for short fits).
         steps: optimisation steps of each batch per logged epoch.
         style_weight: weight of the (relative) style loss against the (relative) content loss.
         class_names: label names for captions; default the module's or the dataset's, if any.

@@ -58,8 +58,8 @@ class TopActivations(ValidationStream):
         layers: module names; any layer whose output is ``(N, C, H, W)``. ``None`` = the last ``Conv2d``.
         units: channels shown per layer: ``None`` = the first 16, ``n`` = the first n, or a list of indices.
         k: patches per unit.
-        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (always the first
-            and the last epoch).
+        every_n_epochs: log every n-th epoch; ``None`` = the ``budget`` decides (the first and the
+            last epoch, sized to it; see ``callbacks.schedule`` for short fits).
         budget: the overhead allowed to the Trainer's tb-viz callbacks together, as a fraction of
             the training time (see ``VizCallback``); ``None`` = every epoch.
         to_rgb: inputs ``(N, C, H, W)`` -> RGB ``(N, 3, H, W)`` in ``[0, 1]`` (e.g. un-normalising);
