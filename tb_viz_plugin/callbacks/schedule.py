@@ -249,7 +249,7 @@ class Schedule:
             self.scale = PROBE_SCALE
             return True  # a first log left out at the fit's first epoch, now that the set has room
         if last and not never and self.sizes_work and pool is not None and full is not None:
-            if set_cost + full * MIN_SCALE > pool:
+            if set_cost + self.last_cost > pool:  # its least log: about its previous one (a fit's first is the smallest)
                 self.scale = MIN_SCALE
                 return False  # a heavy view that logged already: its last log would take the set over its budget
         decision, self.scale = budget_decision(
