@@ -136,7 +136,7 @@ def test_guided_methods_on_a_net_without_relu(tmp_path):
         tiny_trainer(tmp_path, [AttributionMaps(methods=["guided_backprop"])]).fit(module)
     with warnings.catch_warnings(record=True) as caught:  # the defaults: guided Grad-CAM dropped, once
         warnings.simplefilter("always")
-        trainer = tiny_trainer(tmp_path / "defaults", [AttributionMaps(num_images=2)])
+        trainer = tiny_trainer(tmp_path / "defaults", [AttributionMaps(num_images=2, budget=None)])
         trainer.fit(module)
     ours = [str(w.message) for w in caught if str(w.message).startswith("AttributionMaps")]
     assert len(ours) == 1 and "['guided_grad_cam'] dropped" in ours[0] and "runs no ReLU" in ours[0]

@@ -335,8 +335,9 @@ def test_the_demo_callbacks_backfilled_match_a_run_trained_with_them(runs, bare,
     backfill(str(bare / "checkpoints" / "*.ckpt"), f"{HERE}:val_loader", module=MODULE,
              callbacks="tb_viz_plugin.demo.train:demo_callbacks", device="cpu", progress=False)  # fmt: skip
     live, filled = read_run(live_dir)[0], read_run(str(bare))[0]
-    assert tags_at(filled, 8) == tags_at(live, 8)
-    assert set(tags_at(live, 4)) <= set(tags_at(filled, 4))  # (the live run's budget may skip a view)
+    for step in (4, 8):  # (the live run's budget may skip a heavy view at either step of this short fit)
+        assert set(tags_at(live, step)) <= set(tags_at(filled, step)) and tags_at(live, step)
+    assert {tag for step in (4, 8) for tag in tags_at(live, step)} == set(tags_at(filled, 8))  # every view once
     for step in (4, 8):
         for tag in tags_at(live, step):
             if tag.split("/")[0] in ("filters", "activation_maps"):

@@ -36,7 +36,7 @@ def fitted(tmp_path_factory):
     violations: list = []
     pl.seed_everything(0)
     module = tiny_module()
-    callbacks = [guard_side_effects(cb, violations) for cb in _callbacks(strict=True)]
+    callbacks = [guard_side_effects(cb, violations) for cb in _callbacks(strict=True, budget=None)]
     trainer = tiny_trainer(logdir, callbacks, max_epochs=2)
     trainer.fit(module)
     return {"logdir": logdir, "module": module, "violations": violations, "callbacks": callbacks}
