@@ -390,11 +390,7 @@ def _gather(
 
 
 def _embed_and_write(owner: "Embeddings", features: torch.Tensor, writer: Any, source: str, step: int, **kwargs: Any) -> None:
-    """The writer's job: the 2-D map of ``features`` (PCA, t-SNE..., cluster quality) aligned to the previous log's, then written.
-
-    Off the training thread (pure tensor math on CPU copies; the model is not involved). Jobs of a
-    writer run in order, so each one finds the map of the log before it in ``owner._previous``.
-    """
+    """The writer's job (in order: finds the previous log's map in ``owner._previous``): the 2-D map, aligned, written."""
     indices = kwargs["indices"]
     previous = owner._previous
     reference = torch.tensor(previous[1]) if previous is not None and previous[0] == indices else None
