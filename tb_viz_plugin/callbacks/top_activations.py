@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
@@ -24,7 +23,7 @@ from tb_viz_plugin.methods.attribution import top_k_occlusion
 from tb_viz_plugin.methods.model_io import IO, split_sample
 from tb_viz_plugin.methods.model_display import display
 from tb_viz_plugin.callbacks.base import claim_tags
-from tb_viz_plugin.callbacks.model_check import ModelInfo, check_channels
+from tb_viz_plugin.callbacks.model_check import ModelInfo, check_channels, convs_that_ran
 
 if TYPE_CHECKING:
     from tb_viz_plugin.render import ToRGB
@@ -143,8 +142,7 @@ class TopActivations(ValidationStream):
         super()._check_model(trainer, pl_module, info)
         if self.layers is None and self._resolved and self._resolved[0] not in info.shapes:
             # the last Conv2d defined may not run in eval mode (GoogLeNet's auxiliary heads): the last one that ran
-            ran = [name for name, module in pl_module.named_modules() if isinstance(module, nn.Conv2d) and name in info.shapes]
-            self._resolved = ran[-1:] or self._resolved
+            self._resolved = convs_that_ran(pl_module, info)[-1:] or self._resolved
             claim_tags(trainer, self, self._planned_tags())
         for layer in self._resolved:
             info.feature_map("TopActivations", layer)
