@@ -131,6 +131,24 @@ def test_background_writes_are_on_disk_when_fit_returns(tmp_path):
     assert len(items) == 2 and plugin.blob_impl(CTX, items[0]["url"])[:4] == b"\x89PNG"
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
+def test_the_writer_thread_runs_at_idle_priority_with_one_thread_and_training_keeps_its_own(tmp_path):
+    from tb_viz_plugin.log.background import background_writer
+
+    seen = {}
+
+    def probe():
+        seen.update(policy=os.sched_getscheduler(0), threads=torch.get_num_threads())
+
+    before = (os.sched_getscheduler(0), torch.get_num_threads())
+    with SummaryWriter(str(tmp_path)) as writer:
+        worker = background_writer(writer)
+        worker.submit(None, "probe", probe)
+        worker.drain()
+    assert seen == {"policy": os.SCHED_IDLE, "threads": 1}
+    assert (os.sched_getscheduler(0), torch.get_num_threads()) == before  # the training thread is untouched
+
+
 def test_a_failing_background_write_warns_once_per_log_and_training_goes_on(tmp_path):
     def broken(images):
         raise RuntimeError("to_rgb exploded")

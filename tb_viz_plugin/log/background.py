@@ -150,16 +150,24 @@ def _yield_to_training() -> None:
     setting; the training thread keeps its threads): the writer's tensor work (rendering) runs on
     the writer thread itself instead of a second team of worker threads competing with
     training's, and its cost is all in the writer thread's CPU time that the budget counts. Its
-    nice value 19 lets the scheduler run it in the gaps (data loading, the optimizer's Python)
-    rather than preempt a training thread. Where not permitted, the priority stays.
+    scheduling policy ``SCHED_IDLE`` (else nice 19) lets it run in the gaps (data loading, the
+    optimizer's Python) and be preempted at once when a training thread wakes up: a training
+    thread that waits for a core stalls its whole OpenMP team at the next barrier. Where not
+    permitted, the priority stays.
     """
     torch.set_num_threads(1)
     native_id = getattr(threading, "get_native_id", None)
-    if sys.platform.startswith("linux") and native_id is not None and hasattr(os, "setpriority"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, native_id(), 19)
-        except OSError:
-            pass
+    if not sys.platform.startswith("linux") or native_id is None:
+        return
+    try:  # per thread on Linux: 0 is the calling thread
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, native_id(), 19)
+    except (AttributeError, OSError):
+        pass
 
 
 _WORKERS: "weakref.WeakKeyDictionary[Any, BackgroundWriter]" = weakref.WeakKeyDictionary()
