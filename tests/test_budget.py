@@ -238,7 +238,7 @@ def test_a_sized_down_streamed_log_takes_the_first_batches_and_unhooks_for_the_r
     assert meta["samples"] == 8  # one batch of 8 streamed
     tags = [t for t in plugin.tags_impl(CTX, "")["tiny/v0"] if t.startswith("attributions/")]
     assert len(plugin.items_impl(CTX, "", "tiny/v0", tags[0], None)["meta"]["rows"]) == 1  # 1 of 8 probe images
-    assert [v for _, v in _scalars(tmp_path, "tb_viz/work/")["tb_viz/work/TopActivations"]] == [100 * PROBE_SCALE]
+    assert [v for _, v in _scalars(tmp_path, "tb_viz/work/")["tb_viz/work/TopActivations"]] == [25.0]  # the scale used
     assert top._schedule.scales == [0.25] and maps._schedule.scales == [0.125]  # what each log really ran (at least 1)
 
 

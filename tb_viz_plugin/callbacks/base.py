@@ -284,6 +284,7 @@ class VizCallback(pl.Callback):
 
     @override
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._schedule.flush_work_scalar()
         self._report_failures(trainer, drain=True)
 
     @override
@@ -292,6 +293,7 @@ class VizCallback(pl.Callback):
 
     @override
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        self._schedule.flush_work_scalar()
         self._report_failures(trainer, drain=True)
 
 
