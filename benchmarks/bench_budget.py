@@ -17,14 +17,17 @@ alike): **none** (no callbacks), **default set** (every callback at its defaults
 
 Models: the demo CNN on the demo's shapes (64 px; ``--epochs`` epochs of the demo's data) and
 torchvision's resnet18 (random weights, 10 classes) on synthetic 32 px images (CIFAR size; 2,048
-training and 1,024 validation images).
+training images by default, ``--train-size``, and 1,024 validation images).
 
-**measured cost / training**: what the callbacks' own clocks (the budget's accounting: their hooks
+**x none, paired rounds**: the median over rounds of the ratio to the run without callbacks of the
+same round (the two runs next to each other in time).
+
+**measured cost / training** (median over rounds): what the callbacks' own clocks (the budget's accounting: their hooks
 on the training thread plus their background jobs' CPU time) add up to, against the rest of the
 run -- a ratio within one run, so it holds when the machine's load drifts between runs.
 
 Run: ``.venv/bin/python benchmarks/bench_budget.py [--model demo resnet18] [--epochs 8] [--rounds 2]
-[--alone] [--threads 2]``
+[--alone] [--threads 2] [--train-size 2048]``
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ def _size(folder: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files)
 
 
-def _fit(model: str, callbacks: List[pl.Callback], epochs: int, root: str) -> Dict[str, Any]:
+def _fit(model: str, callbacks: List[pl.Callback], epochs: int, root: str, train_size: int = 2048) -> Dict[str, Any]:
     pl.seed_everything(0)
     if model == "demo":
         from tb_viz_plugin.demo.data import make_splits
@@ -119,7 +122,7 @@ def _fit(model: str, callbacks: List[pl.Callback], epochs: int, root: str) -> Di
                    DataLoader(val_set, batch_size=256))  # fmt: skip
     else:
         module = ResNetModule()
-        loaders = _resnet_data(2048, 1024)
+        loaders = _resnet_data(train_size, 1024)
     clock = Clock()
     logger = TensorBoardLogger(root, name="run", version="v0", default_hp_metric=False)
     trainer = pl.Trainer(
@@ -137,7 +140,7 @@ def _fit(model: str, callbacks: List[pl.Callback], epochs: int, root: str) -> Di
     return {"wall": wall, "cpu": cpu, "bytes": _size(os.path.join(root, "run", "v0")), "logged": logged, "spent": spent}
 
 
-def run(model: str, epochs: int, rounds: int, alone: bool) -> None:
+def run(model: str, epochs: int, rounds: int, alone: bool, train_size: int = 2048) -> None:
     factories = demo_set() if model == "demo" else resnet_callbacks()
     configs: Dict[str, Callable[[], List[pl.Callback]]] = {
         "none": lambda: [],
@@ -152,16 +155,17 @@ def run(model: str, epochs: int, rounds: int, alone: bool) -> None:
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
             with tempfile.TemporaryDirectory() as root:
-                results[name].append(_fit(model, configs[name](), epochs, root))
+                results[name].append(_fit(model, configs[name](), epochs, root, train_size))
             last = results[name][-1]
             print(f"  round {r} {name}: {last['wall']:.1f} s wall, {last['cpu']:.1f} s CPU", flush=True)
     base_wall = statistics.median(x["wall"] for x in results["none"])
     base_cpu = statistics.median(x["cpu"] for x in results["none"])
     base_bytes = results["none"][0]["bytes"]
-    print(f"\n{model}, {epochs} epochs, {rounds} rounds, torch threads {torch.get_num_threads()}")
-    print("| configuration | wall (s) | CPU (s) | x none | measured cost / training | logged epochs, measured cost |"
-          " MB added | MB / logged epoch |")
-    print("|---|---:|---:|---:|---:|---|---:|---:|")
+    sizes = f", {train_size} training images" if model == "resnet18" else ""
+    print(f"\n{model}{sizes}, {epochs} epochs, {rounds} rounds, torch threads {torch.get_num_threads()}")
+    print("| configuration | wall (s) | CPU (s) | x none | x none, paired rounds | measured cost / training |"
+          " logged epochs, measured cost | MB added | MB / logged epoch |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|")
     for name, runs in results.items():
         wall, cpu = statistics.median(x["wall"] for x in runs), statistics.median(x["cpu"] for x in runs)
         logged = runs[-1]["logged"]
@@ -170,8 +174,9 @@ def run(model: str, epochs: int, rounds: int, alone: bool) -> None:
         spent = runs[-1]["spent"]
         chosen = "; ".join(f"{k} {v} {spent[k]:.1f} s" for k, v in logged.items()) or "-"
         per_epoch = f"{added / most:.2f}" if most else "-"
-        share = sum(spent.values()) / max(wall - sum(spent.values()), 1e-9)
-        print(f"| {name} | {wall:.1f} | {cpu:.1f} | {wall / base_wall:.3f} ({cpu / base_cpu:.3f}) | {share:.1%} | {chosen} "
+        share = statistics.median(sum(x["spent"].values()) / max(x["wall"] - sum(x["spent"].values()), 1e-9) for x in runs)
+        paired = statistics.median(x["wall"] / none["wall"] for x, none in zip(runs, results["none"]))
+        print(f"| {name} | {wall:.1f} | {cpu:.1f} | {wall / base_wall:.3f} ({cpu / base_cpu:.3f}) | {paired:.3f} | {share:.1%} | {chosen} "
               f"| {added:.2f} | {per_epoch} |")
 
 
@@ -182,11 +187,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--alone", action="store_true", help="also each callback alone")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--train-size", type=int, default=2048, help="resnet18's training images (validation: 1,024)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     for model in args.model:
-        run(model, args.epochs, args.rounds, args.alone)
+        run(model, args.epochs, args.rounds, args.alone, args.train_size)
 
 
 if __name__ == "__main__":
