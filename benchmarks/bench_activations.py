@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import tb_viz_plugin.callbacks.top_activations as top_activations_module
 from tb_viz_plugin.callbacks import TopActivations
-from tb_viz_plugin.callbacks.probes import _split_sample
+from tb_viz_plugin.methods.model_io import split_batch
 from tb_viz_plugin.log import write_top_activations
 from tb_viz_plugin.methods import RunningTopK, TopActivationTracker, UnitTopK, measure_layer
 
@@ -145,7 +145,7 @@ class KeepAll(_Peer):
         self.maps[name].append(output.detach()[:, : len(self._units()[name])].float())
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self.images.append(_split_sample(batch)[0])
+        self.images.append(split_batch(batch)[0])
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for handle in self.handles:
@@ -167,7 +167,7 @@ class ExtraPass(_Peer):
         seen = 0
         with TopActivationTracker(pl_module, self.geometry, self._units(), self.k, self.shape[0]) as tracker:
             for batch in trainer.val_dataloaders:
-                images = _split_sample(batch)[0].to(pl_module.device)
+                images = split_batch(batch)[0].to(pl_module.device)
                 pl_module(images)
                 tracker.update(images, torch.arange(seen, seen + len(images), device=images.device))
                 seen += len(images)
@@ -256,7 +256,7 @@ def _peers(setup: Dict[str, Any]) -> Dict[str, Callable[[], Optional[pl.Callback
     layers, units, k, shape = setup["layers"], setup["units"], setup["k"], setup["shape"]
     return {
         "no callback (baseline)": lambda: None,
-        "TopActivations (streamed)": lambda: TopActivations(layers=layers, units=units, k=k, strict=True),
+        "TopActivations (streamed)": lambda: TopActivations(layers=layers, units=units, k=k, strict=True, budget=None),
         "keep-all peer (rank at end)": lambda: KeepAll(layers, units, k, shape),
         "extra-pass peer": lambda: ExtraPass(layers, units, k, shape),
     }
