@@ -71,6 +71,8 @@ def test_a_cheap_callback_logs_every_epoch_and_an_explicit_schedule_wins(tmp_pat
     assert cheap.epochs == [0, 1, 2, 3]
     assert fixed.epochs == [1, 3]  # every_n_epochs: as before, budget or not
     assert [v for _, v in _scalars(tmp_path, "tb_viz/schedule/")["tb_viz/schedule/Slow/fixed"]] == [1.0, 2.0]
+    work = _scalars(tmp_path, "tb_viz/work/")  # a log that never asks for a work scale ran all of it: 100, every log
+    assert [v for _, v in work["tb_viz/work/Slow"]] == [100.0] * 4 and "tb_viz/work/Slow/fixed" not in work
 
 
 def test_forced_logs_are_sized_to_the_share_and_other_epochs_log_in_full_only_when_a_full_log_fits():
