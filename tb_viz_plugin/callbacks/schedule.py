@@ -207,10 +207,7 @@ class Schedule:
         self._scaled = True
         if self.scales:
             self.scales[-1] = self._used_scale
-        if self._work_scalar is not None:
-            writer, label, step = self._work_scalar
-            self._work_scalar = None
-            writer.add_scalar(f"tb_viz/work/{label}", 100.0 * self._used_scale, step)
+        self._write_work_scalar(self._used_scale)
         return used
 
     def full_cost(self) -> Optional[float]:
@@ -307,10 +304,13 @@ class Schedule:
 
     def flush_work_scalar(self) -> None:
         """Write the pending ``tb_viz/work`` scalar of a log that did not ask :meth:`work`: all its work (100)."""
+        self._write_work_scalar(1.0)
+
+    def _write_work_scalar(self, scale: float) -> None:
         if self._work_scalar is not None:
             writer, label, step = self._work_scalar
             self._work_scalar = None
-            writer.add_scalar(f"tb_viz/work/{label}", 100.0, step)
+            writer.add_scalar(f"tb_viz/work/{label}", 100.0 * scale, step)
 
     def interval(self) -> int:
         """Epochs between the last two logged epochs (1 for the first)."""
