@@ -144,6 +144,42 @@ def test_pooled_whole_image_crops_equal_brute_force_and_the_pool_holds_only_the_
                 assert torch.equal(top.maps[row, rank], maps[index, unit])
 
 
+def test_a_restarted_tracker_equals_a_new_one_and_reuses_its_storage():
+    """A second stream through ``restart`` (the next validation epoch) gives what a new tracker
+    gives, for a pooled (whole-image) and a cropped layer, also with fewer samples than k: the
+    kept storage of the last stream never shows through (empty entries are zeros)."""
+    net = _net()
+    g = torch.Generator().manual_seed(5)
+    first, second = torch.randn(40, 3, 8, 8, generator=g), torch.randn(3, 3, 8, 8, generator=g) * 5
+    layers, units, k = ["1", "4"], [0, 2, 5], 4
+    geometry = {name: measure_layer(net, name, (3, 8, 8)) for name in layers}
+    chosen = {n: units for n in layers}
+
+    def stream(tracker, data):
+        with torch.no_grad():
+            for start, images in zip(range(0, len(data), 9), data.split(9)):
+                net(images)
+                tracker.update(images, torch.arange(start, start + len(images)))
+        return tracker.results()
+
+    reused = TopActivationTracker(net, geometry, chosen, k, in_channels=3)
+    stream(reused, first)
+    storage = reused._pool._storage
+    reused.remove()
+    for data in (second, first):
+        reused.restart(net)
+        got = stream(reused, data)
+        reused.remove()
+        with TopActivationTracker(net, geometry, chosen, k, in_channels=3) as fresh:
+            want = stream(fresh, data)
+        for name in layers:
+            for field in ("values", "sample_ids", "positions", "crops", "maps"):
+                assert torch.equal(getattr(got[name], field), getattr(want[name], field)), (name, field)
+            assert got[name].samples == len(data)
+    assert (got["4"].sample_ids >= 0).all() and reused._pool._storage is storage  # no new allocation
+    assert hook_count(net) == 0
+
+
 def test_fewer_samples_than_k_leave_empty_entries():
     top = top_activations(_net(), [torch.randn(3, 3, 16, 16)], ["4"], units=2, k=5)["4"]
     assert (top.sample_ids[:, :3] >= 0).all() and (top.sample_ids[:, 3:] == -1).all()

@@ -20,6 +20,7 @@ from tb_viz_plugin.log.top_activations import KIND, check_occlusion_options
 from tb_viz_plugin.methods import LayerGeometry, TopActivationTracker, UnitTopK, Units, check_units, measure_layer
 from tb_viz_plugin.methods import merge_top_k
 from tb_viz_plugin.methods.attribution import top_k_occlusion
+from tb_viz_plugin.methods.layers import model_device
 from tb_viz_plugin.methods.model_io import IO, split_sample
 from tb_viz_plugin.methods.model_display import display
 from tb_viz_plugin.callbacks.base import claim_tags
@@ -121,6 +122,7 @@ class TopActivations(ValidationStream):
         self._resolved: List[str] = []
         self._geometry: Dict[str, LayerGeometry] = {}
         self._input_shape: Optional[Tuple[int, ...]] = None
+        self._last_stream: Optional[Tuple[Any, TopActivationTracker]] = None  # (what it streams, tracker): reused
 
     @property
     @override
@@ -162,7 +164,19 @@ class TopActivations(ValidationStream):
             self._geometry = {name: measure_layer(model, name, shape) for name in self._resolved}
             self._input_shape = shape
         units = {name: check_units(self.units, g.channels) for name, g in self._geometry.items()}
-        return TopActivationTracker(pl_module, self._geometry, units, self.k, in_channels=shape[0])
+        key = (shape, {name: list(chosen) for name, chosen in units.items()}, self.k, model_device(pl_module))
+        if self._last_stream is not None and self._last_stream[0] == key:
+            tracker = self._last_stream[1]  # the last log's storage, not one allocation (and page fault) per epoch
+            tracker.restart(pl_module)
+            return tracker
+        tracker = TopActivationTracker(pl_module, self._geometry, units, self.k, in_channels=shape[0])
+        self._last_stream = (key, tracker)
+        return tracker
+
+    @override
+    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
+        self._last_stream = None  # the storage lives as long as the fit
 
     @override
     def _feed(self, trainer: "pl.Trainer", tracker: TopActivationTracker, batch: Any, images: torch.Tensor, ids: torch.Tensor) -> None:

@@ -46,12 +46,19 @@ class ImagePool:
             return
         self._reserve(len(new), images)
         slots = [self._free.pop() for _ in new]
-        device = self._storage.device
-        source = images.detach().index_select(0, torch.tensor(list(new.values()), device=images.device))
-        self._storage.index_copy_(0, torch.tensor(slots, device=device), source.to(device, self._storage.dtype))
+        images = images.detach()
+        if images.device.type == "cpu" and self._storage.device.type == "cpu":
+            for slot, row in zip(slots, new.values()):  # one copy per image (a gather then a scatter copies twice)
+                self._storage[slot].copy_(images[row])
+        else:  # accelerators: two kernels rather than one launch per image
+            device = self._storage.device
+            source = images.index_select(0, torch.tensor(list(new.values()), device=images.device))
+            self._storage.index_copy_(0, torch.tensor(slots, device=device), source.to(device, self._storage.dtype))
         self._rows.update(zip(new, slots))
 
     def _reserve(self, count: int, images: torch.Tensor) -> None:
+        if self._storage is not None and self._storage.device != images.device and not self._rows:
+            self._storage, self._free = None, []  # a cleared pool streamed from another device
         if len(self._free) >= count:
             return
         old = 0 if self._storage is None else self._storage.shape[0]
@@ -64,6 +71,11 @@ class ImagePool:
             storage[:old] = self._storage
         self._storage = storage
         self._free.extend(range(size - 1, old - 1, -1))
+
+    def clear(self) -> None:
+        """Drop every image but keep the storage: a pool reused for the next stream allocates nothing."""
+        self._free.extend(self._rows.values())
+        self._rows.clear()
 
     def keep(self, ids: Iterable[int]) -> None:
         """Drop (free the rows of) every image whose id is not in ``ids``."""

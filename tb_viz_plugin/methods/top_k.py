@@ -119,17 +119,28 @@ class RunningTopK:
         self.layer = layer
         self.geometry = geometry
         self.units = torch.as_tensor(list(units), dtype=torch.long, device=device)
+        self._k = k
+        self._in_channels = in_channels
+        self._pool = (pool if pool is not None else ImagePool(count * k)) if pooled(geometry) else None
+        self._owns_pool = pool is None
+        crop_shape = (0, 0) if self._pool is not None else geometry.crop_size
+        self._crops = torch.empty((count, k, in_channels, *crop_shape), device=device)  # read only where filled
+        self._maps = torch.empty((count, k, *geometry.feature_size), device=device)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every sample (a new stream); the crop and map storage is kept, not cleared.
+
+        Storage of empty entries is never read: :meth:`result` gives zeros there.
+        """
+        count, k, device = len(self.units), self._k, self.units.device
         self.values = torch.full((count, k), -torch.inf, device=device)
         self.sample_ids = torch.full((count, k), EMPTY_ID, dtype=torch.long, device=device)
         self.positions = torch.zeros((count, k, 2), dtype=torch.long, device=device)
         self.samples = 0
         self._slots = torch.arange(k, device=device).repeat(count, 1)
-        self._in_channels = in_channels
-        self._pool = (pool if pool is not None else ImagePool(count * k)) if pooled(geometry) else None
-        self._owns_pool = pool is None
-        crop_shape = (0, 0) if self._pool is not None else geometry.crop_size
-        self._crops = torch.zeros((count, k, in_channels, *crop_shape), device=device)
-        self._maps = torch.zeros((count, k, *geometry.feature_size), device=device)
+        if self._pool is not None and self._owns_pool:
+            self._pool.clear()
 
     def update(self, maps: torch.Tensor, images: torch.Tensor, sample_ids: torch.Tensor) -> None:
         """Merge one batch.
@@ -202,8 +213,15 @@ class RunningTopK:
         """The current top-k, entries in rank order."""
         count, k = self._slots.shape
         flat = (self._slots + k * torch.arange(count, device=self._slots.device)[:, None]).flatten()
+        empty = self.sample_ids == EMPTY_ID
+        any_empty = bool(empty.any())  # fewer samples than k: their storage was never written
+        maps = self._maps.flatten(0, 1).index_select(0, flat).unflatten(0, (count, k))
+        if any_empty:
+            maps = maps.masked_fill(empty[..., None, None], 0.0)
         if self._pool is None:
             crops = self._crops.flatten(0, 1).index_select(0, flat).unflatten(0, (count, k))
+            if any_empty:
+                crops = crops.masked_fill(empty[..., None, None, None], 0.0)
         else:
             images = self._pool.stack(self.sample_ids.flatten(), (self._in_channels, *self.geometry.image_size),
                                       self.values.device)  # fmt: skip
@@ -218,7 +236,7 @@ class RunningTopK:
             sample_ids=self.sample_ids,
             positions=self.positions,
             crops=crops,
-            maps=self._maps.flatten(0, 1).index_select(0, flat).unflatten(0, (count, k)),
+            maps=maps,
             samples=self.samples,
             geometry=self.geometry,
         )

@@ -71,6 +71,19 @@ class TopActivationTracker:
         self._pending: Dict[str, torch.Tensor] = {}
         self._hooks = LayerHooks(model, list(layers), self._stash, feature_maps=True)
 
+    def restart(self, model: nn.Module) -> None:
+        """Start a new stream on ``model`` with the same layers, units and k, reusing the storage.
+
+        The last stream's results are dropped and the hooks installed again (:meth:`remove` first).
+        A stream per validation epoch this way allocates (and page-faults) its crops, maps and
+        images once per fit instead of once per epoch.
+        """
+        self.remove()
+        self._pool.clear()
+        for topk in self._topk.values():
+            topk.reset()
+        self._hooks = LayerHooks(model, list(self._topk), self._stash, feature_maps=True)
+
     def _stash(self, name: str, output: torch.Tensor) -> None:
         select = self._select[name]
         output = output.detach()
