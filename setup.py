@@ -37,6 +37,7 @@ setup(
     python_requires=">=3.9",
     install_requires=[
         "tensorboard>=2.14",
+        "google-crc32c>=1.5",  # the event writer's checksums in C (tb_viz_plugin/fast_crc.py)
         "numpy",
         "pillow",
         "torch>=2.1",

@@ -16,6 +16,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
+from tb_viz_plugin import fast_crc
 from tb_viz_plugin.callbacks.checks import (  # noqa: F401 - re-exported: the callbacks import them from here
     check_layer_names, check_name, check_normalization, check_positive, class_names_for, misconfiguration,
     resolve_activation_layers,
@@ -252,6 +253,7 @@ class VizCallback(pl.Callback):
         if stage == "fit":
             never_logs(trainer, type(self).__name__, self.every_n_epochs, self._needs_validation)
         self._writer(trainer)  # warn at setup rather than at the first epoch end
+        fast_crc.install()  # every record of the run's event file checksummed in C (see tb_viz_plugin.fast_crc)
 
     # --------------------------------------------------------------------------- the model check
 
