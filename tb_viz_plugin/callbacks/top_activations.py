@@ -178,6 +178,11 @@ class TopActivations(ValidationStream):
         super().teardown(trainer, pl_module, stage)
         self._last_stream = None  # the storage lives as long as the fit
 
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_last_stream"] = None  # storage to reuse, not state: a copy allocates its own
+        return state
+
     @override
     def _feed(self, trainer: "pl.Trainer", tracker: TopActivationTracker, batch: Any, images: torch.Tensor, ids: torch.Tensor) -> None:
         tracker.update(images, ids)
