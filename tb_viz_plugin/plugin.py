@@ -21,7 +21,7 @@ from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 
-from tb_viz_plugin import summary
+from tb_viz_plugin import fast_crc, summary
 from tb_viz_plugin.reader import Reader
 
 DEFAULT_SAMPLES = 10
@@ -69,6 +69,7 @@ class TbVizPlugin(base_plugin.TBPlugin):
         self._samples = _samples_from_hints(context.sampling_hints)
         self._reader = Reader(context.data_provider, _downsample_from_hints(context.sampling_hints))
         self._static_root = os.path.realpath(static_dir())
+        fast_crc.install_reader()  # TensorBoard's Python loader verifies records in C (see tb_viz_plugin.fast_crc)
 
     def get_plugin_apps(self) -> Dict[str, Any]:
         return {
