@@ -20,8 +20,7 @@ import os
 import threading
 
 _MASK_DELTA = 0xA282EAD8
-_installed = False
-_reader_installed = False
+_done = {"writer": False, "reader": False}  # which side is switched
 _tensorboards: object = None  # TensorBoard's own pure-Python function, once replaced (tests compare with it)
 _lock = threading.Lock()
 
@@ -39,21 +38,7 @@ def install() -> bool:
 
     Set ``TB_VIZ_PURE_CRC=1`` to leave TensorBoard's writer as it is.
     """
-    global _installed
-    if _installed:
-        return True
-    with _lock:
-        if _installed or os.environ.get("TB_VIZ_PURE_CRC"):
-            return _installed
-        try:
-            from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
-            from tensorboard.summary.writer import record_writer
-        except ImportError:
-            return False
-        if _replaceable(record_writer.masked_crc32c, pywrap_tensorflow):
-            record_writer.masked_crc32c = masked_crc32c
-            _installed = True
-    return _installed
+    return _switch("writer")
 
 
 def install_reader() -> bool:
@@ -61,22 +46,27 @@ def install_reader() -> bool:
 
     ``TB_VIZ_PURE_CRC=1`` leaves it as it is.
     """
-    global _reader_installed
-    if _reader_installed:
+    return _switch("reader")
+
+
+def _switch(side: str) -> bool:
+    global _tensorboards
+    if _done[side]:
         return True
     with _lock:
-        if _reader_installed or os.environ.get("TB_VIZ_PURE_CRC"):
-            return _reader_installed
+        if _done[side] or os.environ.get("TB_VIZ_PURE_CRC"):
+            return _done[side]
         try:
             from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+            from tensorboard.summary.writer import record_writer
         except ImportError:
             return False
-        if _replaceable(pywrap_tensorflow.masked_crc32c, pywrap_tensorflow):
-            global _tensorboards
-            _tensorboards = pywrap_tensorflow.masked_crc32c
-            pywrap_tensorflow.masked_crc32c = masked_crc32c  # what PyRecordReader_New calls
-            _reader_installed = True
-    return _reader_installed
+        module = record_writer if side == "writer" else pywrap_tensorflow  # the reader calls pywrap's own
+        if _replaceable(module.masked_crc32c, pywrap_tensorflow):
+            _tensorboards = _tensorboards or module.masked_crc32c
+            module.masked_crc32c = masked_crc32c
+            _done[side] = True
+    return _done[side]
 
 
 def _replaceable(current: object, pywrap_tensorflow: object) -> bool:

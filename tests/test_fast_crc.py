@@ -17,8 +17,8 @@ PURE = fast_crc._tensorboards or pywrap_tensorflow.masked_crc32c
 @pytest.fixture()
 def pure_tensorboard(monkeypatch):
     """TensorBoard as it ships: both checksums in pure Python, nothing installed yet."""
-    monkeypatch.setattr(fast_crc, "_installed", False)
-    monkeypatch.setattr(fast_crc, "_reader_installed", False)
+    monkeypatch.setitem(fast_crc._done, "writer", False)
+    monkeypatch.setitem(fast_crc._done, "reader", False)
     monkeypatch.setattr(pywrap_tensorflow, "masked_crc32c", PURE)
     monkeypatch.setattr(record_writer, "masked_crc32c", PURE)
     monkeypatch.delenv("TB_VIZ_PURE_CRC", raising=False)
