@@ -57,8 +57,6 @@ class ImagePool:
         self._rows.update(zip(new, slots))
 
     def _reserve(self, count: int, images: torch.Tensor) -> None:
-        if self._storage is not None and self._storage.device != images.device and not self._rows:
-            self._storage, self._free = None, []  # a cleared pool streamed from another device
         if len(self._free) >= count:
             return
         old = 0 if self._storage is None else self._storage.shape[0]

@@ -72,7 +72,7 @@ class TopActivationTracker:
         self._hooks = LayerHooks(model, list(layers), self._stash, feature_maps=True)
 
     def restart(self, model: nn.Module) -> None:
-        """Start a new stream on ``model`` with the same layers, units and k, reusing the storage.
+        """Start a new stream on ``model`` with the same layers, units, k and device, reusing the storage.
 
         The last stream's results are dropped and the hooks installed again (:meth:`remove` first).
         A stream per validation epoch this way allocates (and page-faults) its crops, maps and
